@@ -1,0 +1,667 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Device lifecycle: index allocation, the gendisk and tag set, attach,
+ * detach (immediate, lazy and autoclear), capacity and mode changes.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/fs.h>
+#include <linux/falloc.h>
+#include <linux/idr.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/stat.h>
+
+#include "compat.h"
+#include "vdisk.h"
+
+/*
+ * Protects vdisk_index_idr, device names, and every state transition except
+ * BOUND -> RUNDOWN.  Held across a whole netlink command so that commands on
+ * the same device never interleave.
+ */
+DEFINE_MUTEX(vdisk_devices_lock);
+static DEFINE_IDR(vdisk_index_idr);
+static int vdisk_major;
+
+/*
+ * Runs the deferred detach of autoclear devices.  Ordered, and flushed
+ * before module exit removes what is left.
+ */
+static struct workqueue_struct *vdisk_ctl_wq;
+
+/* Largest I/O we accept in one request: big enough for 1 MiB streams. */
+#define VDISK_MAX_HW_SECTORS	(SZ_4M >> SECTOR_SHIFT)
+#define VDISK_MAX_SEGMENTS	1024
+#define VDISK_QUEUE_DEPTH	128
+
+static int vdisk_open(VDISK_BDOPS_OPEN_ARGS)
+{
+	struct vdisk_device *vd = VDISK_BDOPS_OPEN_DISK->private_data;
+
+	/*
+	 * open_mutex is held: the state cannot leave BOUND under us.  Opens
+	 * during CREATING are add_disk()'s partition scan.
+	 */
+	if (READ_ONCE(vd->state) > VDISK_STATE_BOUND)
+		return -ENXIO;
+	return 0;
+}
+
+static void vdisk_release(VDISK_BDOPS_RELEASE_ARGS)
+{
+	struct vdisk_device *vd = disk->private_data;
+
+	if (disk_openers(disk) > 0)
+		return;
+	/*
+	 * Last close of an autoclear device.  We hold open_mutex, which
+	 * del_gendisk() takes, so the detach itself runs from a work item;
+	 * RUNDOWN already refuses new opens.
+	 */
+	if (READ_ONCE(vd->state) == VDISK_STATE_BOUND &&
+	    (READ_ONCE(vd->flags) & VDISK_FLAG_AUTOCLEAR)) {
+		WRITE_ONCE(vd->state, VDISK_STATE_RUNDOWN);
+		queue_work(vdisk_ctl_wq, &vd->remove_work);
+	}
+}
+
+static void vdisk_free_disk(struct gendisk *disk)
+{
+	struct vdisk_device *vd = disk->private_data;
+
+	mutex_destroy(&vd->lock);
+	kfree(vd);
+}
+
+static const struct block_device_operations vdisk_fops = {
+	.owner		= THIS_MODULE,
+	.open		= vdisk_open,
+	.release	= vdisk_release,
+	.free_disk	= vdisk_free_disk,
+};
+
+/* ---------------------------------------------------------------------- */
+/* Backing file properties                                                */
+
+/*
+ * Direct I/O offset alignment of @file, or 0 when it cannot do direct I/O
+ * at all.  @mem_align receives the buffer alignment it needs.
+ */
+static u32 vdisk_file_dio_align(struct file *file, u32 *mem_align)
+{
+	struct inode *inode = file->f_mapping->host;
+	struct block_device *bdev = NULL;
+	struct kstat st = { };
+
+	*mem_align = SECTOR_SIZE;
+	if (!(file->f_mode & FMODE_CAN_ODIRECT))
+		return 0;
+	if (!vfs_getattr(&file->f_path, &st, STATX_DIOALIGN,
+			 AT_STATX_SYNC_AS_STAT) &&
+	    (st.result_mask & STATX_DIOALIGN)) {
+		if (st.dio_mem_align)
+			*mem_align = st.dio_mem_align;
+		return st.dio_offset_align;
+	}
+	if (S_ISBLK(inode->i_mode))
+		bdev = I_BDEV(inode);
+	else
+		bdev = inode->i_sb->s_bdev;
+	return bdev ? bdev_logical_block_size(bdev) : 0;
+}
+
+/* Block size of the backing storage: the hint for physical_block_size. */
+static u32 vdisk_file_block_size(struct file *file)
+{
+	struct inode *inode = file->f_mapping->host;
+
+	if (S_ISBLK(inode->i_mode))
+		return bdev_physical_block_size(I_BDEV(inode));
+	return i_blocksize(inode);
+}
+
+static bool vdisk_dio_possible(struct vdisk_device *vd)
+{
+	u32 align = vd->dio_align;
+
+	return align && align <= vd->sector_size &&
+	       !(vd->sector_size % align) && !(vd->image.offset % align);
+}
+
+static void vdisk_queue_cfg(struct vdisk_device *vd,
+			    struct vdisk_queue_cfg *cfg)
+{
+	struct file *file = vd->image.file;
+	struct inode *inode = file->f_mapping->host;
+	u32 bsize = vdisk_file_block_size(file);
+	u32 mem_align;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->logical_block_size = vd->sector_size;
+	/* A hint only: worthless when the disk starts inside a block. */
+	if (bsize > vd->sector_size && is_power_of_2(bsize) &&
+	    bsize <= SZ_64K && !(vd->image.offset % bsize))
+		cfg->physical_block_size = bsize;
+	else
+		cfg->physical_block_size = vd->sector_size;
+	cfg->io_min = cfg->physical_block_size;
+	cfg->max_hw_sectors = VDISK_MAX_HW_SECTORS;
+	cfg->max_segments = VDISK_MAX_SEGMENTS;
+	cfg->dma_alignment = SECTOR_SIZE - 1;
+	if (vd->cache == VDISK_CACHE_NONE) {
+		vdisk_file_dio_align(file, &mem_align);
+		cfg->dma_alignment = max_t(u32, mem_align, SECTOR_SIZE) - 1;
+	}
+
+	if (!vdisk_dev_read_only(vd) && file->f_op->fallocate) {
+		bool discard = S_ISREG(inode->i_mode) ||
+			       bdev_max_discard_sectors(I_BDEV(inode));
+
+		if (discard) {
+			cfg->max_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+			cfg->discard_granularity =
+				max_t(u32, bsize, vd->sector_size);
+		}
+		cfg->max_write_zeroes_sectors = UINT_MAX >> SECTOR_SHIFT;
+	}
+
+	/* Write-through syncs every write itself: no cache to flush. */
+	cfg->write_cache = vd->cache != VDISK_CACHE_WRITETHROUGH;
+	cfg->fua = cfg->write_cache;
+}
+
+static int vdisk_pick_cache(struct vdisk_device *vd, enum vdisk_cache want,
+			    enum vdisk_cache *mode,
+			    struct netlink_ext_ack *extack)
+{
+	bool dio = vdisk_dio_possible(vd);
+
+	if (want == VDISK_CACHE_DEFAULT) {
+		*mode = dio ? VDISK_CACHE_NONE : VDISK_CACHE_WRITEBACK;
+		return 0;
+	}
+	if (want == VDISK_CACHE_NONE && !dio) {
+		if (!vd->dio_align)
+			vdisk_nl_err(extack, "cache=none: backing file does not support direct I/O");
+		else
+			vdisk_nl_err(extack, "cache=none: offset and sector size must be multiples of %u",
+				     vd->dio_align);
+		return -EINVAL;
+	}
+	*mode = want;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Attach                                                                 */
+
+static int vdisk_check_file(struct file *file, struct netlink_ext_ack *extack)
+{
+	umode_t mode = file_inode(file)->i_mode;
+
+	if (S_ISDIR(mode)) {
+		vdisk_nl_err(extack, "image is a directory");
+		return -EISDIR;
+	}
+	if (!S_ISREG(mode) && !S_ISBLK(mode)) {
+		vdisk_nl_err(extack, "image is not a regular file or block device");
+		return -EINVAL;
+	}
+	if (!(file->f_mode & FMODE_READ) || !file->f_op->read_iter) {
+		vdisk_nl_err(extack, "image descriptor is not open for reading");
+		return -EBADF;
+	}
+	return 0;
+}
+
+static int vdisk_image_open(struct vdisk_device *vd, struct vdisk_config *cfg,
+			    struct netlink_ext_ack *extack)
+{
+	struct vdisk_image *img = &vd->image;
+	const struct vdisk_format_ops *ops = NULL;
+	int ret;
+
+	ret = vdisk_check_file(cfg->file, extack);
+	if (ret)
+		return ret;
+
+	if (cfg->format == VDISK_FORMAT_AUTO) {
+		ops = vdisk_format_probe(cfg->file, cfg->offset, extack);
+		if (IS_ERR(ops))
+			return PTR_ERR(ops);
+	} else {
+		ops = vdisk_format_get(cfg->format);
+		if (!ops) {
+			vdisk_nl_err(extack, "format %s is not supported by this module",
+				     vdisk_format_name(cfg->format));
+			return -EOPNOTSUPP;
+		}
+	}
+	if (cfg->offset && ops->format != VDISK_FORMAT_RAW) {
+		vdisk_nl_err(extack, "offset applies to raw images only");
+		return -EINVAL;
+	}
+	if (cfg->sizelimit && ops->format != VDISK_FORMAT_RAW) {
+		vdisk_nl_err(extack, "sizelimit applies to raw images only");
+		return -EINVAL;
+	}
+
+	img->file = get_file(cfg->file);
+	img->ops = ops;
+	img->offset = cfg->offset;
+	img->sizelimit = cfg->sizelimit;
+	img->writable = (cfg->file->f_mode & FMODE_WRITE) &&
+			cfg->file->f_op->write_iter;
+	if (cfg->path) {
+		img->path = kstrdup(cfg->path, GFP_KERNEL);
+		if (!img->path) {
+			ret = -ENOMEM;
+			goto out_fput;
+		}
+	}
+	ret = ops->open(img, cfg->sector_size, extack);
+	if (ret)
+		goto out_free_path;
+	return 0;
+
+out_free_path:
+	kfree(img->path);
+	img->path = NULL;
+out_fput:
+	fput(img->file);
+	img->file = NULL;
+	return ret;
+}
+
+static void vdisk_image_close(struct vdisk_image *img)
+{
+	img->ops->release(img);
+	kfree(img->path);
+	img->path = NULL;
+	fput(img->file);
+	img->file = NULL;
+}
+
+static struct vdisk_device *vdisk_find_name(const char *name)
+{
+	struct vdisk_device *vd;
+	int id;
+
+	idr_for_each_entry(&vdisk_index_idr, vd, id)
+		if (vd->name[0] && !strcmp(vd->name, name))
+			return vd;
+	return NULL;
+}
+
+static int vdisk_alloc_index(struct vdisk_device *vd, int want,
+			     struct netlink_ext_ack *extack)
+{
+	int start = 0, end = vdisk_max_devices;
+	int ret;
+
+	if (want >= 0) {
+		if (want >= vdisk_max_devices) {
+			vdisk_nl_err(extack, "index %d is not below max_devices (%u)",
+				     want, vdisk_max_devices);
+			return -EINVAL;
+		}
+		start = want;
+		end = want + 1;
+	}
+	ret = idr_alloc(&vdisk_index_idr, vd, start, end, GFP_KERNEL);
+	if (ret == -ENOSPC) {
+		if (want >= 0) {
+			vdisk_nl_err(extack, "vdisk%d already exists", want);
+			return -EEXIST;
+		}
+		vdisk_nl_err(extack, "all %u devices are in use (module parameter max_devices)",
+			     vdisk_max_devices);
+		return -ENOSPC;
+	}
+	if (ret >= 0)
+		vd->index = ret;
+	return ret < 0 ? ret : 0;
+}
+
+static void vdisk_remove_work(struct work_struct *work);
+
+int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
+		  struct netlink_ext_ack *extack)
+{
+	struct vdisk_queue_cfg qcfg;
+	struct vdisk_device *vd;
+	struct gendisk *disk;
+	u32 mem_align;
+	int ret;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+
+	if (cfg->name[0] && vdisk_find_name(cfg->name)) {
+		vdisk_nl_err(extack, "name \"%s\" is already in use", cfg->name);
+		return -EEXIST;
+	}
+
+	vd = kzalloc(sizeof(*vd), GFP_KERNEL);
+	if (!vd)
+		return -ENOMEM;
+	mutex_init(&vd->lock);
+	INIT_WORK(&vd->remove_work, vdisk_remove_work);
+	vd->index = -1;
+	strscpy(vd->name, cfg->name, sizeof(vd->name));
+	vd->sector_size = cfg->sector_size;
+	vd->flags = cfg->flags;
+	vd->state = VDISK_STATE_CREATING;
+
+	ret = vdisk_image_open(vd, cfg, extack);
+	if (ret)
+		goto out_free_vd;
+	if (!vd->image.writable)
+		vd->flags |= VDISK_FLAG_READ_ONLY;
+
+	vd->dio_align = vdisk_file_dio_align(vd->image.file, &mem_align);
+	ret = vdisk_pick_cache(vd, cfg->cache, &vd->cache, extack);
+	if (ret)
+		goto out_close;
+
+	ret = vdisk_alloc_index(vd, cfg->index, extack);
+	if (ret)
+		goto out_close;
+
+	vd->tag_set.ops = &vdisk_mq_ops;
+	vd->tag_set.nr_hw_queues = 1;
+	vd->tag_set.queue_depth = VDISK_QUEUE_DEPTH;
+	vd->tag_set.numa_node = NUMA_NO_NODE;
+	vd->tag_set.cmd_size = sizeof(struct vdisk_io);
+	vd->tag_set.flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_STACKING;
+	vd->tag_set.driver_data = vd;
+	ret = blk_mq_alloc_tag_set(&vd->tag_set);
+	if (ret)
+		goto out_free_index;
+
+	vdisk_queue_cfg(vd, &qcfg);
+	disk = vdisk_compat_alloc_disk(&vd->tag_set, &qcfg, vd);
+	if (IS_ERR(disk)) {
+		ret = PTR_ERR(disk);
+		goto out_free_tag_set;
+	}
+	vd->disk = disk;
+	disk->major = vdisk_major;
+	disk->first_minor = vd->index * (vdisk_max_part + 1);
+	disk->minors = vdisk_max_part + 1;
+	disk->fops = &vdisk_fops;
+	disk->private_data = vd;
+	if (vd->flags & VDISK_FLAG_NO_PARTSCAN)
+		disk->flags |= GENHD_FL_NO_PART;
+	snprintf(disk->disk_name, DISK_NAME_LEN, VDISK_DISK_PREFIX "%d",
+		 vd->index);
+	set_capacity(disk, vd->image.size >> SECTOR_SHIFT);
+	set_disk_ro(disk, vdisk_dev_read_only(vd));
+
+	/*
+	 * add_disk() scans the partition table with uevents suppressed, so
+	 * udev sees the disk and its partitions appear together.  The scan
+	 * opens and closes the disk; in CREATING that close cannot trigger
+	 * autoclear.
+	 */
+	ret = device_add_disk(NULL, disk, vdisk_disk_groups);
+	if (ret)
+		goto out_put_disk;
+	mutex_lock(&disk->open_mutex);
+	WRITE_ONCE(vd->state, VDISK_STATE_BOUND);
+	mutex_unlock(&disk->open_mutex);
+
+	*out = vd;
+	return 0;
+
+out_put_disk:
+	/* free_disk() only runs for disks that were added. */
+	put_disk(disk);
+out_free_tag_set:
+	blk_mq_free_tag_set(&vd->tag_set);
+out_free_index:
+	idr_remove(&vdisk_index_idr, vd->index);
+out_close:
+	vdisk_image_close(&vd->image);
+out_free_vd:
+	mutex_destroy(&vd->lock);
+	kfree(vd);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Detach                                                                 */
+
+/* The device is DELETING and unopened; tear it down and free it. */
+static void vdisk_dev_remove(struct vdisk_device *vd)
+{
+	lockdep_assert_held(&vdisk_devices_lock);
+
+	/* Drains the queue: no request runs after this returns. */
+	del_gendisk(vd->disk);
+	vdisk_nl_notify(vd, VDISK_CMD_EVENT_DETACH);
+	vdisk_image_close(&vd->image);
+	idr_remove(&vdisk_index_idr, vd->index);
+	blk_mq_free_tag_set(&vd->tag_set);
+	put_disk(vd->disk);	/* frees vd through vdisk_free_disk() */
+}
+
+static void vdisk_remove_work(struct work_struct *work)
+{
+	struct vdisk_device *vd = container_of(work, struct vdisk_device,
+					       remove_work);
+
+	mutex_lock(&vdisk_devices_lock);
+	WRITE_ONCE(vd->state, VDISK_STATE_DELETING);
+	vdisk_dev_remove(vd);
+	mutex_unlock(&vdisk_devices_lock);
+}
+
+int vdisk_dev_del(struct vdisk_device *vd, bool lazy,
+		  struct netlink_ext_ack *extack)
+{
+	struct gendisk *disk = vd->disk;
+	unsigned int openers;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+
+	mutex_lock(&disk->open_mutex);
+	if (vd->state != VDISK_STATE_BOUND) {
+		mutex_unlock(&disk->open_mutex);
+		vdisk_nl_err(extack, "%s is already being detached",
+			     disk->disk_name);
+		return -EBUSY;
+	}
+	openers = disk_openers(disk);
+	if (openers) {
+		if (!lazy) {
+			mutex_unlock(&disk->open_mutex);
+			vdisk_nl_err(extack, "%s is in use (open %u times); --lazy detaches it at last close",
+				     disk->disk_name, openers);
+			return -EBUSY;
+		}
+		WRITE_ONCE(vd->flags, vd->flags | VDISK_FLAG_AUTOCLEAR);
+		mutex_unlock(&disk->open_mutex);
+		vdisk_nl_notify(vd, VDISK_CMD_EVENT_CHANGE);
+		return 0;
+	}
+	WRITE_ONCE(vd->state, VDISK_STATE_DELETING);
+	mutex_unlock(&disk->open_mutex);
+
+	vdisk_dev_remove(vd);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Lookup                                                                 */
+
+/* A bound device by index (if >= 0) or by name; NULL if there is none. */
+struct vdisk_device *vdisk_dev_find(int index, const char *name)
+{
+	struct vdisk_device *vd;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	if (index >= 0)
+		vd = idr_find(&vdisk_index_idr, index);
+	else
+		vd = vdisk_find_name(name);
+	if (vd && READ_ONCE(vd->state) != VDISK_STATE_BOUND)
+		return NULL;
+	return vd;
+}
+
+/*
+ * Call @fn for bound devices in index order, starting at *@pos; stops at
+ * the first non-zero return, leaving *@pos at that device so a netlink dump
+ * can resume there.
+ */
+int vdisk_dev_for_each(int (*fn)(struct vdisk_device *vd, void *arg),
+		       void *arg, int *pos)
+{
+	struct vdisk_device *vd;
+	int id = *pos, ret;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	for (vd = idr_get_next(&vdisk_index_idr, &id); vd;
+	     id++, vd = idr_get_next(&vdisk_index_idr, &id)) {
+		if (READ_ONCE(vd->state) != VDISK_STATE_BOUND)
+			continue;
+		ret = fn(vd, arg);
+		if (ret) {
+			*pos = id;
+			return ret;
+		}
+	}
+	*pos = id;
+	return 0;
+}
+
+u64 vdisk_dev_size(struct vdisk_device *vd)
+{
+	return get_capacity(vd->disk) << SECTOR_SHIFT;
+}
+
+unsigned int vdisk_dev_openers(struct vdisk_device *vd)
+{
+	return disk_openers(vd->disk);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Changes to a bound device                                              */
+
+int vdisk_dev_refresh_size(struct vdisk_device *vd,
+			   struct netlink_ext_ack *extack)
+{
+	struct vdisk_image *img = &vd->image;
+	int ret;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	mutex_lock(&vd->lock);
+	ret = img->ops->refresh_size(img, vd->sector_size, extack);
+	if (!ret)
+		set_capacity_and_notify(vd->disk, img->size >> SECTOR_SHIFT);
+	mutex_unlock(&vd->lock);
+	return ret;
+}
+
+int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
+			    struct netlink_ext_ack *extack)
+{
+	struct vdisk_queue_cfg qcfg;
+	int ret = 0;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	if (!ro && !vd->image.writable) {
+		vdisk_nl_err(extack, "image was opened read-only; detach and attach it writable");
+		return -EROFS;
+	}
+	mutex_lock(&vd->lock);
+	if (ro != vdisk_dev_read_only(vd)) {
+		/* Frozen: no write is in flight while the mode changes. */
+		blk_mq_freeze_queue(vd->disk->queue);
+		WRITE_ONCE(vd->flags, ro ? vd->flags | VDISK_FLAG_READ_ONLY :
+				       vd->flags & ~VDISK_FLAG_READ_ONLY);
+		vdisk_queue_cfg(vd, &qcfg);
+		ret = vdisk_compat_update_queue(vd->disk, &qcfg);
+		blk_mq_unfreeze_queue(vd->disk->queue);
+		set_disk_ro(vd->disk, ro);
+	}
+	mutex_unlock(&vd->lock);
+	return ret;
+}
+
+int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on)
+{
+	lockdep_assert_held(&vdisk_devices_lock);
+	mutex_lock(&vd->lock);
+	WRITE_ONCE(vd->flags, on ? vd->flags | VDISK_FLAG_AUTOCLEAR :
+			       vd->flags & ~VDISK_FLAG_AUTOCLEAR);
+	mutex_unlock(&vd->lock);
+	return 0;
+}
+
+int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
+			struct netlink_ext_ack *extack)
+{
+	struct vdisk_queue_cfg qcfg;
+	enum vdisk_cache mode;
+	int ret;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	mutex_lock(&vd->lock);
+	ret = vdisk_pick_cache(vd, want, &mode, extack);
+	if (ret || mode == vd->cache)
+		goto out_unlock;
+
+	/*
+	 * Drain the queue so no request runs in the old mode, and write back
+	 * what the page cache holds before direct I/O bypasses it.
+	 */
+	blk_mq_freeze_queue(vd->disk->queue);
+	ret = vfs_fsync(vd->image.file, 0);
+	if (!ret) {
+		WRITE_ONCE(vd->cache, mode);
+		vdisk_queue_cfg(vd, &qcfg);
+		ret = vdisk_compat_update_queue(vd->disk, &qcfg);
+	}
+	blk_mq_unfreeze_queue(vd->disk->queue);
+out_unlock:
+	mutex_unlock(&vd->lock);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+
+int vdisk_dev_init(void)
+{
+	vdisk_ctl_wq = alloc_ordered_workqueue("vdisk_ctl", 0);
+	if (!vdisk_ctl_wq)
+		return -ENOMEM;
+	vdisk_major = register_blkdev(0, VDISK_DISK_PREFIX);
+	if (vdisk_major < 0) {
+		destroy_workqueue(vdisk_ctl_wq);
+		return vdisk_major;
+	}
+	return 0;
+}
+
+/*
+ * Module unload: the module cannot be unloaded while a device is open (each
+ * open holds a module reference), so whatever is left can be removed.
+ */
+void vdisk_dev_exit(void)
+{
+	struct vdisk_device *vd;
+	int id;
+
+	flush_workqueue(vdisk_ctl_wq);
+	mutex_lock(&vdisk_devices_lock);
+	idr_for_each_entry(&vdisk_index_idr, vd, id) {
+		WRITE_ONCE(vd->state, VDISK_STATE_DELETING);
+		vdisk_dev_remove(vd);
+	}
+	mutex_unlock(&vdisk_devices_lock);
+	idr_destroy(&vdisk_index_idr);
+	destroy_workqueue(vdisk_ctl_wq);
+	unregister_blkdev(vdisk_major, VDISK_DISK_PREFIX);
+}

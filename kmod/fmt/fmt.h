@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Image format backends.  One ops table per format (the zram/zcomp model):
+ * the device core knows nothing about any format's layout, and a format
+ * knows nothing about gendisks or netlink.
+ */
+#ifndef VDISK_FMT_H
+#define VDISK_FMT_H
+
+#include <linux/fs.h>
+#include <linux/netlink.h>
+#include <linux/types.h>
+#include <uapi/linux/vdisk.h>
+
+struct request;
+struct vdisk_device;
+struct vdisk_format_ops;
+
+/* One layer of a device: an open image file and its format state. */
+struct vdisk_image {
+	struct file *file;		/* our own reference (fget) */
+	char *path;			/* display only; may be NULL */
+	const struct vdisk_format_ops *ops;
+	void *priv;			/* format private state */
+	u64 offset;			/* raw: first byte of the disk */
+	u64 sizelimit;			/* raw: 0 = to the end of the file */
+	u64 size;			/* bytes exposed, sector aligned */
+	bool writable;			/* the file was opened for writing */
+};
+
+/**
+ * struct vdisk_format_ops - one image format
+ * @format: the uapi format number
+ * @name: as shown by sysfs, list and info
+ * @magic: bytes every image of this format starts with (none for raw)
+ * @magic_len: length of @magic
+ * @open: parse and validate the image, set @img->size; every failure sets
+ *	an extack message.  @sector_size is the device's logical block size.
+ * @release: free what @open allocated (not the file).
+ * @refresh_size: recompute @img->size after the file changed size.
+ * @queue: carry out one read, write, flush, discard or write-zeroes request
+ *	in process context (a worker with a noio allocation scope), completing
+ *	it now or later with vdisk_rq_done().
+ */
+struct vdisk_format_ops {
+	enum vdisk_format format;
+	const char *name;
+	const u8 *magic;
+	unsigned int magic_len;
+	int (*open)(struct vdisk_image *img, u32 sector_size,
+		    struct netlink_ext_ack *extack);
+	void (*release)(struct vdisk_image *img);
+	int (*refresh_size)(struct vdisk_image *img, u32 sector_size,
+			    struct netlink_ext_ack *extack);
+	void (*queue)(struct vdisk_device *vd, struct request *rq);
+};
+
+extern const struct vdisk_format_ops vdisk_raw_ops;
+
+const struct vdisk_format_ops *vdisk_format_get(enum vdisk_format format);
+const char *vdisk_format_name(enum vdisk_format format);
+const struct vdisk_format_ops *vdisk_format_probe(struct file *file,
+						  u64 offset,
+						  struct netlink_ext_ack *extack);
+
+/* Bytes in the file or block device behind @file. */
+static inline u64 vdisk_file_size(struct file *file)
+{
+	return i_size_read(file->f_mapping->host);
+}
+
+#endif /* VDISK_FMT_H */

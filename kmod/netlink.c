@@ -1,0 +1,564 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The "vdisk" generic netlink family: strict per-command policies, handlers
+ * that turn attributes into calls on dev.c, replies, and events on the
+ * multicast group.  Every rejection sets an extack message.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/capability.h>
+#include <linux/ctype.h>
+#include <linux/file.h>
+#include <linux/log2.h>
+#include <net/genetlink.h>
+
+#include "compat.h"
+#include "vdisk.h"
+
+static struct genl_family vdisk_family;
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
+static char vdisk_extack_ring[VDISK_EXTACK_RING][VDISK_EXTACK_MSG_LEN];
+static atomic_t vdisk_extack_next = ATOMIC_INIT(0);
+
+char *vdisk_extack_ring_buf(void)
+{
+	unsigned int i = atomic_inc_return(&vdisk_extack_next);
+
+	return vdisk_extack_ring[i % VDISK_EXTACK_RING];
+}
+#endif
+
+void vdisk_nl_err(struct netlink_ext_ack *extack, const char *fmt, ...)
+{
+	va_list args;
+	char *buf;
+
+	if (!extack)
+		return;
+	buf = vdisk_extack_buf(extack);
+	va_start(args, fmt);
+	vsnprintf(buf, VDISK_EXTACK_MSG_LEN, fmt, args);
+	va_end(args);
+	buf[VDISK_EXTACK_MSG_LEN - 1] = '\0';
+	extack->_msg = buf;
+}
+
+/* Report a message against attribute @type of the request. */
+static __printf(3, 4)
+void vdisk_nl_attr_err(struct genl_info *info, int type,
+			      const char *fmt, ...)
+{
+	va_list args;
+	char *buf;
+
+	if (!info->extack)
+		return;
+	buf = vdisk_extack_buf(info->extack);
+	va_start(args, fmt);
+	vsnprintf(buf, VDISK_EXTACK_MSG_LEN, fmt, args);
+	va_end(args);
+	buf[VDISK_EXTACK_MSG_LEN - 1] = '\0';
+	info->extack->_msg = buf;
+	info->extack->bad_attr = info->attrs[type];
+}
+
+/* ---------------------------------------------------------------------- */
+/* Policies                                                               */
+
+static const struct nla_policy vdisk_layer_policy[VDISK_LAYER_ATTR_MAX + 1] = {
+	[VDISK_LAYER_ATTR_FD]		= { .type = NLA_U32 },
+	[VDISK_LAYER_ATTR_PATH]		= { .type = NLA_NUL_STRING,
+					    .len = VDISK_PATH_MAX - 1 },
+	[VDISK_LAYER_ATTR_FORMAT]	= NLA_POLICY_MAX(NLA_U32, VDISK_FORMAT_MAX),
+};
+
+static const struct nla_policy vdisk_add_policy[VDISK_ATTR_MAX + 1] = {
+	[VDISK_ATTR_INDEX]		= { .type = NLA_U32 },
+	[VDISK_ATTR_NAME]		= { .type = NLA_NUL_STRING,
+					    .len = VDISK_NAME_MAX - 1 },
+	[VDISK_ATTR_FD]			= { .type = NLA_U32 },
+	[VDISK_ATTR_PATH]		= { .type = NLA_NUL_STRING,
+					    .len = VDISK_PATH_MAX - 1 },
+	[VDISK_ATTR_FORMAT]		= NLA_POLICY_MAX(NLA_U32, VDISK_FORMAT_MAX),
+	[VDISK_ATTR_OFFSET]		= { .type = NLA_U64 },
+	[VDISK_ATTR_SIZELIMIT]		= { .type = NLA_U64 },
+	[VDISK_ATTR_FLAGS]		= NLA_POLICY_MASK(NLA_U32, VDISK_FLAGS_ALL),
+	[VDISK_ATTR_CACHE]		= NLA_POLICY_MAX(NLA_U32, VDISK_CACHE_MAX),
+	[VDISK_ATTR_SECTOR_SIZE]	= { .type = NLA_U32 },
+	[VDISK_ATTR_BACKING]		= NLA_POLICY_NESTED_ARRAY(vdisk_layer_policy),
+	[VDISK_ATTR_SNAPSHOT]		= { .type = NLA_NUL_STRING, .len = 1023 },
+	[VDISK_ATTR_CACHE_SIZE]		= { .type = NLA_U64 },
+};
+
+static const struct nla_policy vdisk_del_policy[VDISK_ATTR_MAX + 1] = {
+	[VDISK_ATTR_INDEX]		= { .type = NLA_U32 },
+	[VDISK_ATTR_NAME]		= { .type = NLA_NUL_STRING,
+					    .len = VDISK_NAME_MAX - 1 },
+	[VDISK_ATTR_DEL_FLAGS]		= NLA_POLICY_MASK(NLA_U32, VDISK_DEL_FLAGS_ALL),
+};
+
+static const struct nla_policy vdisk_get_policy[VDISK_ATTR_MAX + 1] = {
+	[VDISK_ATTR_INDEX]		= { .type = NLA_U32 },
+	[VDISK_ATTR_NAME]		= { .type = NLA_NUL_STRING,
+					    .len = VDISK_NAME_MAX - 1 },
+};
+
+static const struct nla_policy vdisk_set_policy[VDISK_ATTR_MAX + 1] = {
+	[VDISK_ATTR_INDEX]		= { .type = NLA_U32 },
+	[VDISK_ATTR_NAME]		= { .type = NLA_NUL_STRING,
+					    .len = VDISK_NAME_MAX - 1 },
+	[VDISK_ATTR_SET_FLAGS]		= NLA_POLICY_MASK(NLA_U32, VDISK_SET_FLAGS_ALL),
+	[VDISK_ATTR_CACHE]		= NLA_POLICY_MAX(NLA_U32, VDISK_CACHE_MAX),
+	[VDISK_ATTR_SIZE]		= { .type = NLA_U64 },
+};
+
+/* ---------------------------------------------------------------------- */
+/* Device descriptions                                                    */
+
+static int vdisk_nl_fill(struct sk_buff *skb, struct vdisk_device *vd,
+			 u32 portid, u32 seq, int flags, u8 cmd)
+{
+	struct vdisk_image *img = &vd->image;
+	void *hdr;
+
+	hdr = genlmsg_put(skb, portid, seq, &vdisk_family, flags, cmd);
+	if (!hdr)
+		return -EMSGSIZE;
+
+	if (nla_put_u32(skb, VDISK_ATTR_INDEX, vd->index) ||
+	    nla_put_string(skb, VDISK_ATTR_DISK_NAME, vd->disk->disk_name) ||
+	    (vd->name[0] && nla_put_string(skb, VDISK_ATTR_NAME, vd->name)))
+		goto cancel;
+	if (cmd == VDISK_CMD_EVENT_DETACH)
+		goto done;
+
+	if ((img->path && nla_put_string(skb, VDISK_ATTR_PATH, img->path)) ||
+	    nla_put_u32(skb, VDISK_ATTR_FORMAT, img->ops->format) ||
+	    nla_put_u64_64bit(skb, VDISK_ATTR_OFFSET, img->offset,
+			      VDISK_ATTR_PAD) ||
+	    nla_put_u64_64bit(skb, VDISK_ATTR_SIZELIMIT, img->sizelimit,
+			      VDISK_ATTR_PAD) ||
+	    nla_put_u64_64bit(skb, VDISK_ATTR_SIZE, vdisk_dev_size(vd),
+			      VDISK_ATTR_PAD) ||
+	    nla_put_u32(skb, VDISK_ATTR_FLAGS, READ_ONCE(vd->flags)) ||
+	    nla_put_u32(skb, VDISK_ATTR_CACHE, READ_ONCE(vd->cache)) ||
+	    nla_put_u32(skb, VDISK_ATTR_SECTOR_SIZE, vd->sector_size) ||
+	    nla_put_u32(skb, VDISK_ATTR_MAJOR, vd->disk->major) ||
+	    nla_put_u32(skb, VDISK_ATTR_MINOR, vd->disk->first_minor) ||
+	    nla_put_u32(skb, VDISK_ATTR_OPENERS, vdisk_dev_openers(vd)))
+		goto cancel;
+done:
+	genlmsg_end(skb, hdr);
+	return 0;
+cancel:
+	genlmsg_cancel(skb, hdr);
+	return -EMSGSIZE;
+}
+
+/* Multicast @cmd about @vd; listeners are optional, so failures are not. */
+void vdisk_nl_notify(struct vdisk_device *vd, u8 cmd)
+{
+	struct sk_buff *skb;
+
+	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!skb)
+		return;
+	if (vdisk_nl_fill(skb, vd, 0, 0, 0, cmd)) {
+		nlmsg_free(skb);
+		return;
+	}
+	genlmsg_multicast(&vdisk_family, skb, 0, 0, GFP_KERNEL);
+}
+
+static int vdisk_nl_reply(struct vdisk_device *vd, struct genl_info *info)
+{
+	struct sk_buff *skb;
+	int ret;
+
+	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!skb)
+		return -ENOMEM;
+	ret = vdisk_nl_fill(skb, vd, info->snd_portid, info->snd_seq, 0,
+			    info->genlhdr->cmd);
+	if (ret) {
+		nlmsg_free(skb);
+		return ret;
+	}
+	return genlmsg_reply(skb, info);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request helpers                                                        */
+
+/*
+ * The netlink core checks CAP_NET_ADMIN for GENL_ADMIN_PERM; attaching
+ * files as block devices is a storage administration act, so vdisk asks
+ * for CAP_SYS_ADMIN in the initial user namespace, as nbd does.
+ */
+static int vdisk_nl_check_admin(struct sk_buff *skb, struct genl_info *info)
+{
+	if (netlink_capable(skb, CAP_SYS_ADMIN))
+		return 0;
+	vdisk_nl_err(info->extack, "operation needs CAP_SYS_ADMIN");
+	return -EPERM;
+}
+
+/* Find the device that INDEX or NAME selects.  Caller holds the lock. */
+static struct vdisk_device *vdisk_nl_lookup(struct genl_info *info)
+{
+	struct vdisk_device *vd;
+
+	if (info->attrs[VDISK_ATTR_INDEX]) {
+		u32 index = nla_get_u32(info->attrs[VDISK_ATTR_INDEX]);
+
+		vd = index <= INT_MAX ? vdisk_dev_find(index, NULL) : NULL;
+		if (!vd)
+			vdisk_nl_attr_err(info, VDISK_ATTR_INDEX,
+					  VDISK_DISK_PREFIX "%u is not attached",
+					  index);
+	} else if (info->attrs[VDISK_ATTR_NAME]) {
+		const char *name = nla_data(info->attrs[VDISK_ATTR_NAME]);
+
+		vd = vdisk_dev_find(-1, name);
+		if (!vd)
+			vdisk_nl_attr_err(info, VDISK_ATTR_NAME,
+					  "no device is named \"%s\"", name);
+	} else {
+		NL_SET_ERR_MSG(info->extack,
+			       "INDEX or NAME must select a device");
+		return ERR_PTR(-EINVAL);
+	}
+	return vd ? vd : ERR_PTR(-ENODEV);
+}
+
+/* Names become udev symlinks: keep them to a safe, printable set. */
+static bool vdisk_name_valid(const char *name)
+{
+	const char *p;
+
+	if (!name[0] || name[0] == '.' || name[0] == '-')
+		return false;
+	for (p = name; *p; p++)
+		if (!isalnum(*p) && !strchr("._-:", *p))
+			return false;
+	return true;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Commands                                                               */
+
+static int vdisk_nl_parse_add(struct genl_info *info, struct vdisk_config *cfg)
+{
+	struct nlattr **tb = info->attrs;
+
+	cfg->index = -1;
+	cfg->sector_size = SECTOR_SIZE;
+	cfg->format = VDISK_FORMAT_AUTO;
+	cfg->cache = VDISK_CACHE_DEFAULT;
+
+	if (GENL_REQ_ATTR_CHECK(info, VDISK_ATTR_FD)) {
+		NL_SET_ERR_MSG(info->extack, "FD (the image descriptor) is required");
+		return -EINVAL;
+	}
+	if (tb[VDISK_ATTR_INDEX]) {
+		u32 index = nla_get_u32(tb[VDISK_ATTR_INDEX]);
+
+		if (index >= vdisk_max_devices) {
+			vdisk_nl_attr_err(info, VDISK_ATTR_INDEX,
+					  "index %u is not below max_devices (%u)",
+					  index, vdisk_max_devices);
+			return -EINVAL;
+		}
+		cfg->index = index;
+	}
+	if (tb[VDISK_ATTR_NAME]) {
+		nla_strscpy(cfg->name, tb[VDISK_ATTR_NAME], sizeof(cfg->name));
+		if (!vdisk_name_valid(cfg->name)) {
+			vdisk_nl_attr_err(info, VDISK_ATTR_NAME,
+					  "name may use letters, digits and ._-: and not start with . or -");
+			return -EINVAL;
+		}
+	}
+	if (tb[VDISK_ATTR_PATH])
+		cfg->path = nla_data(tb[VDISK_ATTR_PATH]);
+	if (tb[VDISK_ATTR_FORMAT])
+		cfg->format = nla_get_u32(tb[VDISK_ATTR_FORMAT]);
+	if (tb[VDISK_ATTR_OFFSET])
+		cfg->offset = nla_get_u64(tb[VDISK_ATTR_OFFSET]);
+	if (tb[VDISK_ATTR_SIZELIMIT])
+		cfg->sizelimit = nla_get_u64(tb[VDISK_ATTR_SIZELIMIT]);
+	if (tb[VDISK_ATTR_FLAGS])
+		cfg->flags = nla_get_u32(tb[VDISK_ATTR_FLAGS]);
+	if (tb[VDISK_ATTR_CACHE])
+		cfg->cache = nla_get_u32(tb[VDISK_ATTR_CACHE]);
+	if (tb[VDISK_ATTR_SECTOR_SIZE]) {
+		u32 ss = nla_get_u32(tb[VDISK_ATTR_SECTOR_SIZE]);
+
+		if (ss < 512 || ss > 4096 || !is_power_of_2(ss)) {
+			vdisk_nl_attr_err(info, VDISK_ATTR_SECTOR_SIZE,
+					  "sector size %u is not 512, 1024, 2048 or 4096",
+					  ss);
+			return -EINVAL;
+		}
+		cfg->sector_size = ss;
+	}
+	if (cfg->offset > LLONG_MAX || cfg->sizelimit > LLONG_MAX) {
+		vdisk_nl_attr_err(info, cfg->offset > LLONG_MAX ?
+				  VDISK_ATTR_OFFSET : VDISK_ATTR_SIZELIMIT,
+				  "offset and sizelimit must be below 2^63");
+		return -EINVAL;
+	}
+	if (tb[VDISK_ATTR_BACKING] || tb[VDISK_ATTR_SNAPSHOT] ||
+	    tb[VDISK_ATTR_CACHE_SIZE]) {
+		int type = tb[VDISK_ATTR_BACKING] ? VDISK_ATTR_BACKING :
+			   tb[VDISK_ATTR_SNAPSHOT] ? VDISK_ATTR_SNAPSHOT :
+			   VDISK_ATTR_CACHE_SIZE;
+
+		vdisk_nl_attr_err(info, type,
+				  "backing chains, snapshots and cache size need qcow2 support");
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+static int vdisk_nl_add(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vdisk_config cfg = { };
+	struct vdisk_device *vd;
+	struct sk_buff *reply;
+	int ret;
+
+	ret = vdisk_nl_check_admin(skb, info);
+	if (ret)
+		return ret;
+	ret = vdisk_nl_parse_add(info, &cfg);
+	if (ret)
+		return ret;
+
+	/* The caller's descriptor, resolved in the caller's context. */
+	cfg.file = fget(nla_get_u32(info->attrs[VDISK_ATTR_FD]));
+	if (!cfg.file) {
+		vdisk_nl_attr_err(info, VDISK_ATTR_FD,
+				  "FD is not an open file descriptor");
+		return -EBADF;
+	}
+
+	reply = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!reply) {
+		ret = -ENOMEM;
+		goto out_fput;
+	}
+
+	mutex_lock(&vdisk_devices_lock);
+	ret = vdisk_dev_add(&cfg, &vd, info->extack);
+	if (!ret) {
+		WARN_ON_ONCE(vdisk_nl_fill(reply, vd, info->snd_portid,
+					   info->snd_seq, 0, VDISK_CMD_ADD));
+		vdisk_nl_notify(vd, VDISK_CMD_EVENT_ATTACH);
+	}
+	mutex_unlock(&vdisk_devices_lock);
+
+	if (ret)
+		nlmsg_free(reply);
+	else
+		ret = genlmsg_reply(reply, info);
+out_fput:
+	fput(cfg.file);
+	return ret;
+}
+
+static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vdisk_device *vd;
+	u32 flags = 0;
+	int ret;
+
+	ret = vdisk_nl_check_admin(skb, info);
+	if (ret)
+		return ret;
+	if (info->attrs[VDISK_ATTR_DEL_FLAGS])
+		flags = nla_get_u32(info->attrs[VDISK_ATTR_DEL_FLAGS]);
+
+	mutex_lock(&vdisk_devices_lock);
+	vd = vdisk_nl_lookup(info);
+	if (IS_ERR(vd))
+		ret = PTR_ERR(vd);
+	else
+		ret = vdisk_dev_del(vd, flags & VDISK_DEL_LAZY, info->extack);
+	mutex_unlock(&vdisk_devices_lock);
+	return ret;
+}
+
+static int vdisk_nl_get(struct sk_buff *skb, struct genl_info *info)
+{
+	struct vdisk_device *vd;
+	int ret;
+
+	mutex_lock(&vdisk_devices_lock);
+	vd = vdisk_nl_lookup(info);
+	ret = IS_ERR(vd) ? PTR_ERR(vd) : vdisk_nl_reply(vd, info);
+	mutex_unlock(&vdisk_devices_lock);
+	return ret;
+}
+
+struct vdisk_dump_ctx {
+	struct sk_buff *skb;
+	struct netlink_callback *cb;
+};
+
+static int vdisk_nl_dump_one(struct vdisk_device *vd, void *arg)
+{
+	struct vdisk_dump_ctx *ctx = arg;
+
+	return vdisk_nl_fill(ctx->skb, vd,
+			     NETLINK_CB(ctx->cb->skb).portid,
+			     ctx->cb->nlh->nlmsg_seq, NLM_F_MULTI,
+			     VDISK_CMD_GET);
+}
+
+static int vdisk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	struct vdisk_dump_ctx ctx = { .skb = skb, .cb = cb };
+	int pos = cb->args[0];
+	int ret;
+
+	mutex_lock(&vdisk_devices_lock);
+	ret = vdisk_dev_for_each(vdisk_nl_dump_one, &ctx, &pos);
+	mutex_unlock(&vdisk_devices_lock);
+	cb->args[0] = pos;
+	/* A full skb ends this part; the dump resumes at @pos. */
+	if (ret == -EMSGSIZE && skb->len)
+		return skb->len;
+	return ret ? ret : skb->len;
+}
+
+static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
+{
+	struct nlattr **tb = info->attrs;
+	struct vdisk_device *vd;
+	bool changed = false;
+	u32 flags = 0;
+	int ret;
+
+	ret = vdisk_nl_check_admin(skb, info);
+	if (ret)
+		return ret;
+	if (tb[VDISK_ATTR_SET_FLAGS])
+		flags = nla_get_u32(tb[VDISK_ATTR_SET_FLAGS]);
+	if ((flags & VDISK_SET_READ_ONLY) && (flags & VDISK_SET_READ_WRITE)) {
+		vdisk_nl_attr_err(info, VDISK_ATTR_SET_FLAGS,
+				  "READ_ONLY and READ_WRITE exclude each other");
+		return -EINVAL;
+	}
+	if ((flags & VDISK_SET_AUTOCLEAR) && (flags & VDISK_SET_NO_AUTOCLEAR)) {
+		vdisk_nl_attr_err(info, VDISK_ATTR_SET_FLAGS,
+				  "AUTOCLEAR and NO_AUTOCLEAR exclude each other");
+		return -EINVAL;
+	}
+	if (!flags && !tb[VDISK_ATTR_CACHE] && !tb[VDISK_ATTR_SIZE]) {
+		NL_SET_ERR_MSG(info->extack, "nothing to change");
+		return -EINVAL;
+	}
+
+	mutex_lock(&vdisk_devices_lock);
+	vd = vdisk_nl_lookup(info);
+	if (IS_ERR(vd)) {
+		ret = PTR_ERR(vd);
+		goto out_unlock;
+	}
+	if (tb[VDISK_ATTR_SIZE]) {
+		vdisk_nl_attr_err(info, VDISK_ATTR_SIZE,
+				  "%s images take their size from the file; use refresh",
+				  vd->image.ops->name);
+		ret = -EOPNOTSUPP;
+		goto out_unlock;
+	}
+	if (flags & VDISK_SET_REFRESH_SIZE) {
+		ret = vdisk_dev_refresh_size(vd, info->extack);
+		if (ret)
+			goto out_unlock;
+		vdisk_nl_notify(vd, VDISK_CMD_EVENT_RESIZE);
+	}
+	if (flags & (VDISK_SET_READ_ONLY | VDISK_SET_READ_WRITE)) {
+		ret = vdisk_dev_set_read_only(vd, flags & VDISK_SET_READ_ONLY,
+					      info->extack);
+		if (ret)
+			goto out_notify;
+		changed = true;
+	}
+	if (flags & (VDISK_SET_AUTOCLEAR | VDISK_SET_NO_AUTOCLEAR)) {
+		vdisk_dev_set_autoclear(vd, flags & VDISK_SET_AUTOCLEAR);
+		changed = true;
+	}
+	if (tb[VDISK_ATTR_CACHE]) {
+		ret = vdisk_dev_set_cache(vd, nla_get_u32(tb[VDISK_ATTR_CACHE]),
+					  info->extack);
+		if (ret)
+			goto out_notify;
+		changed = true;
+	}
+	ret = vdisk_nl_reply(vd, info);
+out_notify:
+	if (changed)
+		vdisk_nl_notify(vd, VDISK_CMD_EVENT_CHANGE);
+out_unlock:
+	mutex_unlock(&vdisk_devices_lock);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+
+static const struct genl_ops vdisk_genl_ops[] = {
+	{
+		.cmd		= VDISK_CMD_ADD,
+		.doit		= vdisk_nl_add,
+		.policy		= vdisk_add_policy,
+		.maxattr	= VDISK_ATTR_MAX,
+	},
+	{
+		.cmd		= VDISK_CMD_DEL,
+		.doit		= vdisk_nl_del,
+		.policy		= vdisk_del_policy,
+		.maxattr	= VDISK_ATTR_MAX,
+	},
+	{
+		.cmd		= VDISK_CMD_GET,
+		.doit		= vdisk_nl_get,
+		.dumpit		= vdisk_nl_dump,
+		.policy		= vdisk_get_policy,
+		.maxattr	= VDISK_ATTR_MAX,
+	},
+	{
+		.cmd		= VDISK_CMD_SET,
+		.doit		= vdisk_nl_set,
+		.policy		= vdisk_set_policy,
+		.maxattr	= VDISK_ATTR_MAX,
+	},
+};
+
+static const struct genl_multicast_group vdisk_mcgrps[] = {
+	{ .name = VDISK_GENL_MCGRP_EVENTS },
+};
+
+static struct genl_family vdisk_family __ro_after_init = {
+	.name		= VDISK_GENL_NAME,
+	.version	= VDISK_GENL_VERSION,
+	.maxattr	= VDISK_ATTR_MAX,
+	.module		= THIS_MODULE,
+	.ops		= vdisk_genl_ops,
+	.n_ops		= ARRAY_SIZE(vdisk_genl_ops),
+	.mcgrps		= vdisk_mcgrps,
+	.n_mcgrps	= ARRAY_SIZE(vdisk_mcgrps),
+	/* resv_start_op 0: strict validation for every command. */
+};
+
+int vdisk_nl_init(void)
+{
+	return genl_register_family(&vdisk_family);
+}
+
+void vdisk_nl_exit(void)
+{
+	genl_unregister_family(&vdisk_family);
+}

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * vdisk core types, shared by every file of the module.
+ *
+ * Lock order (outermost first):
+ *   vdisk_devices_lock  ->  gendisk->open_mutex  ->  vdisk_device.lock
+ * The block layer calls our open/release with open_mutex held, so neither
+ * may take vdisk_devices_lock.
+ */
+#ifndef VDISK_H
+#define VDISK_H
+
+#include <linux/blk-mq.h>
+#include <linux/blkdev.h>
+#include <linux/fs.h>
+#include <linux/mutex.h>
+#include <linux/netlink.h>
+#include <linux/workqueue.h>
+#include <uapi/linux/vdisk.h>
+
+#include "fmt/fmt.h"
+
+/*
+ * Lifecycle of a device.  Transitions happen under vdisk_devices_lock (and
+ * gendisk->open_mutex where an open could race), except BOUND -> RUNDOWN in
+ * release(), which holds only open_mutex.
+ *
+ *   CREATING --add_disk done--> BOUND
+ *   BOUND --DEL--> DELETING --put_disk--> (freed)
+ *   BOUND --last close with autoclear--> RUNDOWN --removal work--> DELETING
+ *
+ * Only CREATING (the partition scan) and BOUND devices accept opens.  Requests are failed once the state is
+ * past BOUND and the block layer has drained the queue in del_gendisk().
+ */
+enum vdisk_state {
+	VDISK_STATE_CREATING,
+	VDISK_STATE_BOUND,
+	VDISK_STATE_RUNDOWN,
+	VDISK_STATE_DELETING,
+};
+
+/* Settings for ADD, after netlink parsing and before any allocation. */
+struct vdisk_config {
+	int index;			/* wanted index, or -1 for any */
+	char name[VDISK_NAME_MAX];	/* user name, or "" */
+	struct file *file;		/* the image; reference owned by caller */
+	const char *path;		/* display path, or NULL */
+	enum vdisk_format format;
+	u64 offset;
+	u64 sizelimit;
+	u32 flags;			/* VDISK_FLAG_* */
+	enum vdisk_cache cache;
+	u32 sector_size;
+};
+
+struct vdisk_device {
+	int index;
+	struct gendisk *disk;
+	struct blk_mq_tag_set tag_set;
+
+	/* Written under vdisk_devices_lock and open_mutex; see enum. */
+	enum vdisk_state state;
+
+	/*
+	 * Serialises changes to a bound device (SET) against each other and
+	 * against sysfs readers that need a consistent pair of fields.
+	 */
+	struct mutex lock;
+
+	/* The top image and its format; immutable while the device exists. */
+	struct vdisk_image image;
+
+	/* Set at attach; flags and cache change under @lock. */
+	char name[VDISK_NAME_MAX];
+	u32 flags;			/* VDISK_FLAG_* */
+	enum vdisk_cache cache;		/* mode in effect, never DEFAULT */
+	u32 sector_size;
+	u32 dio_align;			/* 0 when direct I/O is impossible */
+
+	/* Deferred detach after the last close of an autoclear device. */
+	struct work_struct remove_work;
+};
+
+/* Per-request data (blk-mq pdu). */
+struct vdisk_io {
+	struct work_struct work;
+	struct kiocb iocb;
+	struct bio_vec *bvec;		/* kmalloc'ed for multi-bio requests */
+	atomic_t ref;			/* submitter + async completion */
+	long ret;
+};
+
+/* main.c: module parameters */
+extern unsigned int vdisk_max_devices;
+extern unsigned int vdisk_max_part;
+
+/* dev.c */
+extern struct mutex vdisk_devices_lock;
+int vdisk_dev_init(void);
+void vdisk_dev_exit(void);
+int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
+		  struct netlink_ext_ack *extack);
+int vdisk_dev_del(struct vdisk_device *vd, bool lazy,
+		  struct netlink_ext_ack *extack);
+struct vdisk_device *vdisk_dev_find(int index, const char *name);
+int vdisk_dev_for_each(int (*fn)(struct vdisk_device *vd, void *arg),
+		       void *arg, int *pos);
+int vdisk_dev_refresh_size(struct vdisk_device *vd,
+			   struct netlink_ext_ack *extack);
+int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
+			    struct netlink_ext_ack *extack);
+int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on);
+int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache cache,
+			struct netlink_ext_ack *extack);
+u64 vdisk_dev_size(struct vdisk_device *vd);
+unsigned int vdisk_dev_openers(struct vdisk_device *vd);
+
+/* rq.c */
+extern const struct blk_mq_ops vdisk_mq_ops;
+int vdisk_rq_init(void);
+void vdisk_rq_exit(void);
+
+/* netlink.c */
+int vdisk_nl_init(void);
+void vdisk_nl_exit(void);
+void vdisk_nl_notify(struct vdisk_device *vd, u8 cmd);
+__printf(2, 3)
+void vdisk_nl_err(struct netlink_ext_ack *extack, const char *fmt, ...);
+
+/* sysfs.c */
+const char *vdisk_cache_name(enum vdisk_cache cache);
+extern const struct attribute_group *vdisk_disk_groups[];
+
+static inline bool vdisk_dev_read_only(struct vdisk_device *vd)
+{
+	return READ_ONCE(vd->flags) & VDISK_FLAG_READ_ONLY;
+}
+
+#endif /* VDISK_H */
