@@ -26,7 +26,7 @@ KMOD_SRCS := $(wildcard $(TOP)/kmod/*.[ch] $(TOP)/kmod/*/*.[ch] $(TOP)/kmod/*/*/
 	     $(TOP)/kmod/Kbuild $(TOP)/include/uapi/linux/vdisk.h
 
 .PHONY: all module tools modules-all clean check demo deps bench stress fuzz \
-	unit install uninstall help
+	unit install uninstall help print-kernels
 
 all: module tools
 
@@ -58,6 +58,13 @@ check: deps
 
 demo: deps
 	@$(TOP)/tools/testing/run-demo
+
+print-kernels:
+	@echo $(KERNELS)
+
+# Userspace tests; grows with the qcow2 format core.
+unit:
+	@$(TOP)/tools/testing/run-unit
 
 help:
 	@sed -n '3,12p' $(TOP)/Makefile | sed 's/^# \{0,1\}//'

@@ -43,9 +43,15 @@ static int vdisk_open(VDISK_BDOPS_OPEN_ARGS)
 	 * open_mutex is held: the state cannot leave BOUND under us.  Opens
 	 * during CREATING are add_disk()'s partition scan.
 	 */
-	if (READ_ONCE(vd->state) > VDISK_STATE_BOUND)
+	switch (READ_ONCE(vd->state)) {
+	case VDISK_STATE_CREATING:
+		return 0;
+	case VDISK_STATE_BOUND:
+		vd->opened = true;
+		return 0;
+	default:
 		return -ENXIO;
-	return 0;
+	}
 }
 
 static void vdisk_release(VDISK_BDOPS_RELEASE_ARGS)
@@ -59,7 +65,7 @@ static void vdisk_release(VDISK_BDOPS_RELEASE_ARGS)
 	 * del_gendisk() takes, so the detach itself runs from a work item;
 	 * RUNDOWN already refuses new opens.
 	 */
-	if (READ_ONCE(vd->state) == VDISK_STATE_BOUND &&
+	if (READ_ONCE(vd->state) == VDISK_STATE_BOUND && vd->opened &&
 	    (READ_ONCE(vd->flags) & VDISK_FLAG_AUTOCLEAR)) {
 		WRITE_ONCE(vd->state, VDISK_STATE_RUNDOWN);
 		queue_work(vdisk_ctl_wq, &vd->remove_work);
@@ -401,8 +407,7 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	/*
 	 * add_disk() scans the partition table with uevents suppressed, so
 	 * udev sees the disk and its partitions appear together.  The scan
-	 * opens and closes the disk; in CREATING that close cannot trigger
-	 * autoclear.
+	 * opens the disk in CREATING, which does not arm autoclear.
 	 */
 	ret = device_add_disk(NULL, disk, vdisk_disk_groups);
 	if (ret)
@@ -481,6 +486,7 @@ int vdisk_dev_del(struct vdisk_device *vd, bool lazy,
 			return -EBUSY;
 		}
 		WRITE_ONCE(vd->flags, vd->flags | VDISK_FLAG_AUTOCLEAR);
+		vd->opened = true;
 		mutex_unlock(&disk->open_mutex);
 		vdisk_nl_notify(vd, VDISK_CMD_EVENT_CHANGE);
 		return 0;

@@ -77,6 +77,14 @@ struct vdisk_device {
 	u32 sector_size;
 	u32 dio_align;			/* 0 when direct I/O is impossible */
 
+	/*
+	 * Set by the first open while BOUND, under open_mutex.  Autoclear acts
+	 * only on the last close of such an opener: add_disk()'s partition
+	 * scan also opens and closes the disk, and on 6.12 its close is a
+	 * deferred fput that lands after the device is BOUND.
+	 */
+	bool opened;
+
 	/* Deferred detach after the last close of an autoclear device. */
 	struct work_struct remove_work;
 };

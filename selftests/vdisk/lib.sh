@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: GPL-2.0
+# Shared helpers for the vdisk selftests (sourced by every test_*.sh).
+#
+# A test exits 0 on pass, 1 on failure, 4 (kselftest's skip code) to skip.
+# Devices attached through vd_attach are detached on exit, whatever happens,
+# and every test runs in its own scratch directory.
+
+set -u
+
+KSFT_PASS=0
+KSFT_FAIL=1
+KSFT_SKIP=4
+
+VD_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VDISKCTL=${VDISKCTL:-$VD_TOP/tools/vdiskctl/vdiskctl}
+VD_GENL=$VD_TOP/selftests/vdisk/vdisk_genl.py
+VD_TEST=$(basename "$0" .sh)
+# Real ext4 on a virtio disk (O_DIRECT, punch hole); tmpfs otherwise.
+VD_SCRATCH_BASE=${VD_SCRATCH_BASE:-/scratch}
+[ -d "$VD_SCRATCH_BASE" ] || VD_SCRATCH_BASE=/tmp
+VD_DIR=$VD_SCRATCH_BASE/$VD_TEST
+VD_DEVICES=()
+VD_MOUNTS=()
+VD_CLEANUP_CMDS=()
+
+rm -rf "$VD_DIR"
+mkdir -p "$VD_DIR"
+
+log() { echo "# $*"; }
+
+fail() {
+	echo "# FAIL: $*"
+	exit $KSFT_FAIL
+}
+
+skip() {
+	echo "# SKIP: $*"
+	exit $KSFT_SKIP
+}
+
+# Run a command; on failure report it with its output and fail the test.
+run() {
+	local out
+	if ! out=$("$@" 2>&1); then
+		echo "$out" | sed 's/^/#   /'
+		fail "command failed: $*"
+	fi
+	[ -n "$out" ] && echo "$out"
+	return 0
+}
+
+# The command must fail; its stderr must match the extended regex $1.
+expect_fail() {
+	local pattern=$1 out rc
+	shift
+	out=$("$@" 2>&1) && fail "expected failure but succeeded: $* (output: $out)"
+	if ! grep -Eq -- "$pattern" <<<"$out"; then
+		fail "'$*' failed with unexpected message: $out (wanted /$pattern/)"
+	fi
+	return 0
+}
+
+assert_eq() {
+	[ "$1" = "$2" ] || fail "${3:-values differ}: got '$1', expected '$2'"
+}
+
+assert_file_exists() {
+	[ -e "$1" ] || fail "$1 does not exist"
+}
+
+# The block device node of partition $2 of device $1 exists and has $3 bytes.
+assert_blk_size() {
+	local dev=$1 want=$2 got
+	[ -b "$dev" ] || fail "$dev is not a block device"
+	got=$(blockdev --getsize64 "$dev") || fail "blockdev $dev failed"
+	assert_eq "$got" "$want" "size of $dev"
+}
+
+vd_cleanup() {
+	local rc=$? i
+	set +e
+	for ((i = ${#VD_CLEANUP_CMDS[@]} - 1; i >= 0; i--)); do
+		eval "${VD_CLEANUP_CMDS[$i]}" >/dev/null 2>&1
+	done
+	for ((i = ${#VD_MOUNTS[@]} - 1; i >= 0; i--)); do
+		umount "${VD_MOUNTS[$i]}" >/dev/null 2>&1
+	done
+	for dev in "${VD_DEVICES[@]}"; do
+		[ -b "$dev" ] && "$VDISKCTL" detach "$dev" >/dev/null 2>&1
+	done
+	rm -rf "$VD_DIR"
+	exit $rc
+}
+trap vd_cleanup EXIT
+
+# Register a shell command to run at exit (last registered runs first).
+at_exit() { VD_CLEANUP_CMDS+=("$*"); }
+
+vd_need_module() {
+	if [ ! -d /sys/module/vdisk ]; then
+		modprobe vdisk || fail "modprobe vdisk failed"
+	fi
+}
+
+# Attach with vdiskctl; prints the device path and records it for cleanup.
+# Usage: dev=$(vd_attach [options] FILE) || exit 1
+vd_attach() {
+	local dev
+	dev=$("$VDISKCTL" attach "$@") || { echo "# FAIL: vdiskctl attach $* failed" >&2; return 1; }
+	case "$dev" in
+	/dev/vdisk[0-9]*) ;;
+	*) echo "# FAIL: vdiskctl attach printed '$dev'" >&2; return 1 ;;
+	esac
+	echo "$dev"
+}
+
+# Same, but as a statement: sets $DEV and records it.
+attach() {
+	DEV=$("$VDISKCTL" attach "$@") || fail "vdiskctl attach $* failed"
+	case "$DEV" in
+	/dev/vdisk[0-9]*) ;;
+	*) fail "vdiskctl attach printed '$DEV'" ;;
+	esac
+	VD_DEVICES+=("$DEV")
+}
+
+detach() {
+	run "$VDISKCTL" detach "$@" >/dev/null
+}
+
+vd_mount() {
+	mkdir -p "$2"
+	run mount "${@:3}" "$1" "$2" >/dev/null
+	VD_MOUNTS+=("$2")
+}
+
+vd_umount() {
+	run umount "$1"
+	local i
+	for i in "${!VD_MOUNTS[@]}"; do
+		[ "${VD_MOUNTS[$i]}" = "$1" ] && unset 'VD_MOUNTS[i]'
+	done
+	VD_MOUNTS=("${VD_MOUNTS[@]}")
+}
+
+# Bytes of the file actually allocated on disk.
+allocated_bytes() {
+	echo $(($(stat -c %b "$1") * $(stat -c %B "$1")))
+}
+
+# Deterministic pseudo-random data: make_pattern FILE BYTES SEED
+make_pattern() {
+	python3 - "$1" "$2" "$3" <<'EOF'
+import random, sys
+path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+r = random.Random(seed)
+with open(path, "wb") as f:
+    left = size
+    while left:
+        n = min(left, 1 << 20)
+        f.write(r.randbytes(n))
+        left -= n
+EOF
+}
+
+# Field $2 of device $1 from `vdiskctl list --json`.
+vd_json_field() {
+	"$VDISKCTL" list --json "$1" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["vdisks"][0]
+v = d[sys.argv[1]]
+print(str(v).lower() if isinstance(v, bool) else v)' "$2"
+}
+
+vd_need_module

@@ -1,0 +1,39 @@
+#!/bin/bash
+# Discard punches holes: blkdiscard and fstrim make the image sparse again;
+# write-zeroes reads back as zeros.
+. ./lib.sh
+
+img=$VD_DIR/a.img
+truncate -s 64M "$img"
+attach "$img"
+run dd if=/dev/urandom of="$DEV" bs=1M count=64 oflag=direct status=none
+sync
+full=$(allocated_bytes "$img")
+[ "$full" -ge $((60 << 20)) ] || fail "image not allocated after writes: $full"
+[ "$(cat /sys/block/${DEV#/dev/}/queue/discard_max_bytes)" -gt 0 ] || fail "discard not advertised"
+run blkdiscard -o $((16 << 20)) -l $((32 << 20)) "$DEV"
+sync
+now=$(allocated_bytes "$img")
+[ "$now" -le $((full - (30 << 20))) ] || fail "blkdiscard did not punch: $full -> $now"
+nz=$(dd if="$DEV" bs=1M skip=16 count=32 iflag=direct status=none | tr -d '\0' | wc -c)
+assert_eq "$nz" 0 "discarded range reads zeros"
+
+# write-zeroes (blkdiscard -z) zeros a range.
+run blkdiscard -z -o 0 -l $((4 << 20)) "$DEV"
+nz=$(dd if="$DEV" bs=1M count=4 iflag=direct status=none | tr -d '\0' | wc -c)
+assert_eq "$nz" 0 "write-zeroes range reads zeros"
+
+# fstrim on a mounted ext4 gives space back to the host.
+run mkfs.ext4 -q -F -E nodiscard "$DEV"
+vd_mount "$DEV" "$VD_DIR/m"
+run dd if=/dev/urandom of="$VD_DIR/m/big" bs=1M count=40 conv=fsync status=none
+sync
+used=$(allocated_bytes "$img")
+rm "$VD_DIR/m/big"
+sync
+run fstrim "$VD_DIR/m"
+sync
+trimmed=$(allocated_bytes "$img")
+[ "$trimmed" -le $((used - (30 << 20))) ] || fail "fstrim did not shrink the image: $used -> $trimmed"
+log "allocated: after write $used, after fstrim $trimmed"
+exit 0

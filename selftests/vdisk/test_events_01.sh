@@ -1,0 +1,57 @@
+#!/bin/bash
+# `vdiskctl monitor` sees attach, change, resize and detach events, and
+# sysfs shows every attribute udev rules rely on.
+. ./lib.sh
+
+img=$VD_DIR/a.img
+truncate -s 16M "$img"
+"$VDISKCTL" monitor --count 4 >"$VD_DIR/ev" &
+mon=$!
+sleep 0.5
+attach --name evt -o 512 "$img"
+run "$VDISKCTL" set "$DEV" --read-only
+truncate -s 32M "$img"
+run "$VDISKCTL" resize "$DEV"
+detach "$DEV"
+wait $mon || fail "monitor exited with an error"
+mapfile -t ev <"$VD_DIR/ev"
+[[ ${ev[0]} == "attach $DEV name=evt "*"backing-file=$img"* ]] || fail "attach event: ${ev[0]}"
+[[ ${ev[1]} == "change $DEV "*"ro=1"* ]] || fail "change event: ${ev[1]}"
+[[ ${ev[2]} == "resize $DEV size=$(((32 << 20) - 512))"* ]] || fail "resize event: ${ev[2]}"
+[[ ${ev[3]} == "detach $DEV name=evt"* ]] || fail "detach event: ${ev[3]}"
+
+# JSON events are one object per line.
+"$VDISKCTL" monitor --json --count 2 >"$VD_DIR/evj" &
+mon=$!
+sleep 0.5
+attach "$img"
+detach "$DEV"
+wait $mon
+python3 - "$DEV" <"$VD_DIR/evj" <<'PY' || fail "bad JSON events: $(cat "$VD_DIR/evj")"
+import json, sys
+ev = [json.loads(l) for l in sys.stdin]
+assert [e["event"] for e in ev] == ["attach", "detach"], ev
+assert all(e["name"] == sys.argv[1] for e in ev), ev
+PY
+
+# sysfs attributes.
+attach --name sysfs-test -o 1024 -s 4M --cache writeback --no-partscan "$img"
+s=/sys/block/${DEV#/dev/}/vdisk
+assert_eq "$(cat $s/backing_file)" "$img"
+assert_eq "$(cat $s/offset)" 1024
+assert_eq "$(cat $s/sizelimit)" $((4 << 20))
+assert_eq "$(cat $s/format)" raw
+assert_eq "$(cat $s/read_only)" 0
+assert_eq "$(cat $s/partscan)" 0
+assert_eq "$(cat $s/autoclear)" 0
+assert_eq "$(cat $s/cache)" writeback
+assert_eq "$(cat $s/name)" sysfs-test
+run "$VDISKCTL" set "$DEV" --autoclear --cache writethrough
+assert_eq "$(cat $s/autoclear)" 1
+assert_eq "$(cat $s/cache)" writethrough
+# Write-through has no volatile cache to flush.
+assert_eq "$(cat /sys/block/${DEV#/dev/}/queue/write_cache)" "write through"
+run "$VDISKCTL" set "$DEV" --no-autoclear --cache writeback
+assert_eq "$(cat /sys/block/${DEV#/dev/}/queue/write_cache)" "write back"
+detach "$DEV"
+exit 0

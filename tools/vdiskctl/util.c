@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Error reporting and argument parsing. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+
+#include "vdiskctl.h"
+
+/* Every error is one line: scripts grep it, people read it. */
+void errf(const char *cmd, const char *obj, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("vdiskctl: ", stderr);
+	if (cmd)
+		fprintf(stderr, obj ? "%s %s: " : "%s: ", cmd, obj);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vdiskctl: %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see vdiskctl %s --help)\n", cmd);
+	return EXIT_USAGE;
+}
+
+/*
+ * getopt_long with a leading ':' in optstring and opterr = 0 leaves the
+ * diagnostics to us.  A long option is reported as typed, without any
+ * "=value".
+ */
+int opt_error(const char *cmd, int c, char **argv)
+{
+	const char *arg = argv[optind - 1];
+	int len = strcspn(arg, "=");
+
+	if (strncmp(arg, "--", 2) != 0) {
+		if (c == ':')
+			return usage_error(cmd, "option '-%c' needs an argument", optopt);
+		return usage_error(cmd, "unknown option '-%c'", optopt);
+	}
+	if (c == ':')
+		return usage_error(cmd, "option '%.*s' needs an argument", len, arg);
+	if (optopt && arg[len] == '=')
+		return usage_error(cmd, "option '%.*s' takes no argument", len, arg);
+	return usage_error(cmd, "unknown option '%.*s'", len, arg);
+}
+
+/*
+ * Sizes as util-linux takes them: a decimal number, optionally with a
+ * fraction, and a suffix K, M, G, T, P or E (or KiB...: powers of 1024;
+ * KB...: powers of 1000).  Hex and octal are not accepted: "010" is ten.
+ * Returns 0, -EINVAL for garbage or -ERANGE for overflow.
+ */
+int parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGTPE";
+	uint64_t num = 0, frac = 0, fracdiv = 1, mult = 1, base = 1024;
+	const char *p = s, *u;
+	int exp, i;
+
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (num > (UINT64_MAX - (*p - '0')) / 10)
+			return -ERANGE;
+		num = num * 10 + (*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		for (; isdigit((unsigned char)*p); p++) {
+			/* Digits past 10^18 cannot change a byte count. */
+			if (fracdiv < 1000000000000000000ULL) {
+				frac = frac * 10 + (*p - '0');
+				fracdiv *= 10;
+			}
+		}
+	}
+	if (!*p) {
+		if (fracdiv > 1)
+			return -EINVAL;	/* a fraction of a byte */
+		*out = num;
+		return 0;
+	}
+	if ((*p == 'B' || *p == 'b') && !p[1] && fracdiv == 1) {
+		*out = num;
+		return 0;
+	}
+	u = strchr(units, toupper((unsigned char)*p));
+	if (!u)
+		return -EINVAL;
+	exp = u - units + 1;
+	p++;
+	if (!*p || !strcasecmp(p, "iB"))
+		base = 1024;
+	else if (!strcasecmp(p, "B"))
+		base = 1000;
+	else
+		return -EINVAL;
+
+	for (i = 0; i < exp; i++)
+		mult *= base;
+	if (num > UINT64_MAX / mult)
+		return -ERANGE;
+	num *= mult;
+	if (frac) {
+		/* frac < 10^18 and mult <= 2^60: the product fits 128 bits. */
+		uint64_t add = (uint64_t)(((unsigned __int128)frac * mult) / fracdiv);
+
+		if (num > UINT64_MAX - add)
+			return -ERANGE;
+		num += add;
+	}
+	*out = num;
+	return 0;
+}
+
+int parse_u32(const char *s, uint32_t *out)
+{
+	uint64_t v = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*s); s++) {
+		v = v * 10 + (*s - '0');
+		if (v > UINT32_MAX)
+			return -ERANGE;
+	}
+	if (*s)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int parse_cache(const char *s, uint32_t *out)
+{
+	if (!strcmp(s, "none"))
+		*out = VDISK_CACHE_NONE;
+	else if (!strcmp(s, "writeback"))
+		*out = VDISK_CACHE_WRITEBACK;
+	else if (!strcmp(s, "writethrough"))
+		*out = VDISK_CACHE_WRITETHROUGH;
+	else
+		return -EINVAL;
+	return 0;
+}

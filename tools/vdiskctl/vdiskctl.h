@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Declarations shared by the vdiskctl sources. */
+#ifndef VDISKCTL_H
+#define VDISKCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <linux/vdisk.h>
+
+#ifndef VDISK_VERSION
+#define VDISK_VERSION "0.1.0"
+#endif
+
+#define EXIT_OPERATION	1
+#define EXIT_USAGE	2
+
+/* One device as a GET reply or an event describes it. */
+struct vdisk_info {
+	uint32_t index;
+	char dev[32];			/* "/dev/vdiskN" */
+	char label[VDISK_NAME_MAX];	/* user name, "" if none */
+	char path[VDISK_PATH_MAX];	/* backing file, "" if none */
+	bool has_path;
+	bool detached;			/* detach events carry only the names */
+	uint32_t format;
+	uint32_t flags;
+	uint32_t cache;
+	uint32_t sector_size;
+	uint32_t major, minor, openers;
+	uint64_t offset, sizelimit, size;
+};
+
+struct vdisk_list {
+	struct vdisk_info *v;
+	size_t n, cap;
+};
+
+/* How a DEV argument selects a device in DEL, GET and SET. */
+struct vdisk_sel {
+	bool by_index;
+	uint32_t index;
+	const char *name;
+};
+
+struct nlattr;
+struct nl_msg;
+struct vnl;
+
+/* main.c */
+int print_usage(const char *cmd);
+
+/* commands */
+int cmd_attach(int argc, char **argv);
+int cmd_detach(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_set(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
+
+/* util.c */
+void errf(const char *cmd, const char *obj, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int opt_error(const char *cmd, int c, char **argv);
+int parse_size(const char *s, uint64_t *out);
+int parse_u32(const char *s, uint32_t *out);
+int parse_cache(const char *s, uint32_t *out);
+
+/* device.c */
+int dev_selector(const char *arg, struct vdisk_sel *sel, const char **why);
+int dev_put_selector(struct nl_msg *msg, const struct vdisk_sel *sel);
+int dev_from_attrs(struct nlattr **tb, struct vdisk_info *d);
+int dev_get(struct vnl *nl, const struct vdisk_sel *sel, struct vdisk_info *d);
+int dev_dump(struct vnl *nl, struct vdisk_list *list);
+struct vdisk_info *dev_list_push(struct vdisk_list *list);
+void dev_list_free(struct vdisk_list *list);
+
+/* output.c */
+const char *format_name(uint32_t format);
+const char *cache_name(uint32_t cache);
+void human_size(uint64_t bytes, char *buf, size_t len);
+void text_string(FILE *f, const char *s);
+void json_string(FILE *f, const char *s);
+void json_device(FILE *f, const struct vdisk_info *d, const char *event);
+void print_table(const struct vdisk_info *v, size_t n, bool bytes);
+void print_json(const struct vdisk_info *v, size_t n);
+
+#endif
