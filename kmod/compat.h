@@ -141,10 +141,13 @@ static inline char *vdisk_extack_buf(struct netlink_ext_ack *extack)
 #else
 #define VDISK_EXTACK_MSG_LEN	96
 #define VDISK_EXTACK_RING	32
-char *vdisk_extack_ring_buf(void);
+/* Only netlink.c calls this, so there is one ring. */
 static inline char *vdisk_extack_buf(struct netlink_ext_ack *extack)
 {
-	return vdisk_extack_ring_buf();
+	static char ring[VDISK_EXTACK_RING][VDISK_EXTACK_MSG_LEN];
+	static atomic_t next = ATOMIC_INIT(0);
+
+	return ring[(unsigned int)atomic_inc_return(&next) % VDISK_EXTACK_RING];
 }
 #endif
 

@@ -17,18 +17,6 @@
 
 static struct genl_family vdisk_family;
 
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
-static char vdisk_extack_ring[VDISK_EXTACK_RING][VDISK_EXTACK_MSG_LEN];
-static atomic_t vdisk_extack_next = ATOMIC_INIT(0);
-
-char *vdisk_extack_ring_buf(void)
-{
-	unsigned int i = atomic_inc_return(&vdisk_extack_next);
-
-	return vdisk_extack_ring[i % VDISK_EXTACK_RING];
-}
-#endif
-
 void vdisk_nl_err(struct netlink_ext_ack *extack, const char *fmt, ...)
 {
 	va_list args;
@@ -46,8 +34,7 @@ void vdisk_nl_err(struct netlink_ext_ack *extack, const char *fmt, ...)
 
 /* Report a message against attribute @type of the request. */
 static __printf(3, 4)
-void vdisk_nl_attr_err(struct genl_info *info, int type,
-			      const char *fmt, ...)
+void vdisk_nl_attr_err(struct genl_info *info, int type, const char *fmt, ...)
 {
 	va_list args;
 	char *buf;

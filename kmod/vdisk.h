@@ -27,7 +27,7 @@
  *
  *   CREATING --add_disk done--> BOUND
  *   BOUND --DEL--> DELETING --put_disk--> (freed)
- *   BOUND --last close with autoclear--> RUNDOWN --removal work--> DELETING
+ *   BOUND --last close with autoclear--> RUNDOWN --work--> DELETING
  *
  * Only CREATING (the partition scan) and BOUND devices accept opens.  Requests are failed once the state is
  * past BOUND and the block layer has drained the queue in del_gendisk().

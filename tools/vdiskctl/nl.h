@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <netlink/netlink.h>
 #include <netlink/attr.h>
+#include <netlink/msg.h>
 #include <linux/vdisk.h>
 
 struct vnl {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Table and JSON output of device descriptions. */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -158,3 +158,36 @@ int parse_cache(const char *s, uint32_t *out)
 		return -EINVAL;
 	return 0;
 }
+
+/* A BYTES option value, with the errors spelled out; 0 or EXIT_USAGE. */
+int get_size_arg(const char *cmd, const char *what, const char *arg,
+		 uint64_t *out)
+{
+	int ret;
+
+	if (arg[0] == '-') {
+		errf(cmd, NULL, "%s must not be negative: '%s'", what, arg);
+		return EXIT_USAGE;
+	}
+	ret = parse_size(arg, out);
+	if (ret == -ERANGE) {
+		errf(cmd, NULL, "%s is too large: '%s'", what, arg);
+		return EXIT_USAGE;
+	}
+	if (ret) {
+		errf(cmd, NULL, "invalid %s '%s' (bytes, with an optional K, M, G, T, P or E suffix)",
+		     what, arg);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int get_cache_arg(const char *cmd, const char *arg, uint32_t *out)
+{
+	if (parse_cache(arg, out)) {
+		errf(cmd, NULL, "invalid cache mode '%s' (none, writeback or writethrough)",
+		     arg);
+		return EXIT_USAGE;
+	}
+	return 0;
+}

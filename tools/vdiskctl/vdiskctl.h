@@ -45,6 +45,14 @@ struct vdisk_sel {
 	const char *name;
 };
 
+/* What one SET request changes. */
+struct vdisk_change {
+	uint32_t set_flags;		/* VDISK_SET_* */
+	bool has_cache, has_size;
+	uint32_t cache;
+	uint64_t size;
+};
+
 struct nlattr;
 struct nl_msg;
 struct vnl;
@@ -60,6 +68,9 @@ int cmd_resize(int argc, char **argv);
 int cmd_set(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 
+/* cmd_set.c: send @ch for the device that @dev (as given) selects. */
+int set_device(const char *cmd, const char *dev, const struct vdisk_change *ch);
+
 /* util.c */
 void errf(const char *cmd, const char *obj, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -69,6 +80,9 @@ int opt_error(const char *cmd, int c, char **argv);
 int parse_size(const char *s, uint64_t *out);
 int parse_u32(const char *s, uint32_t *out);
 int parse_cache(const char *s, uint32_t *out);
+int get_size_arg(const char *cmd, const char *what, const char *arg,
+		 uint64_t *out);
+int get_cache_arg(const char *cmd, const char *arg, uint32_t *out);
 
 /* device.c */
 int dev_selector(const char *arg, struct vdisk_sel *sel, const char **why);

@@ -79,6 +79,7 @@ enum vdisk_cmd {
 
 	__VDISK_CMD_MAX,
 };
+
 #define VDISK_CMD_MAX (__VDISK_CMD_MAX - 1)
 
 /**
@@ -150,6 +151,7 @@ enum vdisk_attr {
 
 	__VDISK_ATTR_MAX,
 };
+
 #define VDISK_ATTR_MAX (__VDISK_ATTR_MAX - 1)
 
 /**
@@ -169,6 +171,7 @@ enum vdisk_layer_attr {
 
 	__VDISK_LAYER_ATTR_MAX,
 };
+
 #define VDISK_LAYER_ATTR_MAX (__VDISK_LAYER_ATTR_MAX - 1)
 
 /**
@@ -185,6 +188,7 @@ enum vdisk_format {
 
 	__VDISK_FORMAT_MAX,
 };
+
 #define VDISK_FORMAT_MAX (__VDISK_FORMAT_MAX - 1)
 
 /**
@@ -208,6 +212,7 @@ enum vdisk_cache {
 
 	__VDISK_CACHE_MAX,
 };
+
 #define VDISK_CACHE_MAX (__VDISK_CACHE_MAX - 1)
 
 /*

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vdiskctl: attach disk images as /dev/vdiskN block devices, through the
+ * "vdisk" generic netlink family.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "vdiskctl.h"
+
+static const struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+	const char *usage;
+} commands[] = {
+	{ "attach", cmd_attach, "attach an image file as a new device",
+	  "Usage: vdiskctl attach [OPTIONS] FILE\n"
+	  "Attach FILE and print the new device path.\n"
+	  "\n"
+	  "  -r, --read-only          attach read-only\n"
+	  "  -o, --offset BYTES       start at this byte offset in FILE (raw)\n"
+	  "  -s, --sizelimit BYTES    device size limit in bytes (raw)\n"
+	  "  -f, --format FMT         auto (default), raw or qcow2\n"
+	  "      --no-partscan        do not scan for partitions\n"
+	  "  -b, --sector-size N      logical sector size: 512, 1024, 2048, 4096\n"
+	  "      --cache MODE         none, writeback or writethrough\n"
+	  "      --autoclear          detach when the last user closes the device\n"
+	  "      --name NAME          a name to select the device by\n"
+	  "      --index N            ask for /dev/vdiskN\n"
+	  "\n"
+	  "BYTES take a K, M, G, T, P, E suffix (or KiB...: powers of 1024;\n"
+	  "KB...: powers of 1000).\n" },
+	{ "detach", cmd_detach, "detach devices",
+	  "Usage: vdiskctl detach [--lazy] DEV...\n"
+	  "       vdiskctl detach [--lazy] --all\n"
+	  "Detach devices.  DEV is /dev/vdiskN, vdiskN or a NAME given at attach.\n"
+	  "\n"
+	  "  -a, --all    detach every device\n"
+	  "  -l, --lazy   if a device is open, detach it at last close\n" },
+	{ "list", cmd_list, "list attached devices (the default command)",
+	  "Usage: vdiskctl list [--json] [--bytes] [DEV...]\n"
+	  "List attached devices, or only the given ones.\n"
+	  "\n"
+	  "  -J, --json    print JSON\n"
+	  "  -b, --bytes   print SIZE in bytes\n" },
+	{ "resize", cmd_resize, "update a device's size",
+	  "Usage: vdiskctl resize DEV [--size BYTES]\n"
+	  "Without --size, take the new size from the backing file (after it\n"
+	  "was grown or truncated).  --size grows a qcow2 image.\n"
+	  "\n"
+	  "  -s, --size BYTES   new virtual size (qcow2)\n" },
+	{ "set", cmd_set, "change a device's settings",
+	  "Usage: vdiskctl set DEV [OPTIONS]\n"
+	  "\n"
+	  "  -r, --read-only     make the device read-only\n"
+	  "  -w, --read-write    make the device writable\n"
+	  "      --cache MODE    none, writeback or writethrough\n"
+	  "      --autoclear     detach when the last user closes the device\n"
+	  "      --no-autoclear  do not\n" },
+	{ "monitor", cmd_monitor, "print device events as they happen",
+	  "Usage: vdiskctl monitor [--json] [--count N]\n"
+	  "Print one line per attach, detach, resize or change event.\n"
+	  "\n"
+	  "  -J, --json      print one JSON object per event\n"
+	  "  -c, --count N   exit after N events\n" },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NCOMMANDS; i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+int print_usage(const char *name)
+{
+	const struct command *c = find_command(name);
+
+	if (c)
+		fputs(c->usage, stdout);
+	return 0;
+}
+
+static void print_help(void)
+{
+	size_t i;
+
+	printf("Usage: vdiskctl [COMMAND [OPTIONS] [ARGS]]\n"
+	       "Attach disk images as /dev/vdiskN block devices.\n"
+	       "\n"
+	       "Commands:\n");
+	for (i = 0; i < NCOMMANDS; i++)
+		printf("  %-9s %s\n", commands[i].name, commands[i].summary);
+	printf("  %-9s %s\n", "help", "show help for a command");
+	printf("\nRun 'vdiskctl COMMAND --help' for a command's options.\n"
+	       "  -h, --help       show this help\n"
+	       "  -V, --version    show the version\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	const struct command *c;
+
+	if (argc < 2) {
+		print_help();
+		return 0;
+	}
+	if (argc > 2)
+		return usage_error("help", "too many arguments");
+	c = find_command(argv[1]);
+	if (!c) {
+		fprintf(stderr, "vdiskctl: unknown command '%s' (see vdiskctl --help)\n",
+			argv[1]);
+		return EXIT_USAGE;
+	}
+	fputs(c->usage, stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static char *list_argv[] = { "list", NULL };
+	const struct command *c;
+	const char *name;
+	int ret;
+
+	if (argc < 2) {
+		ret = cmd_list(1, list_argv);
+		goto out;
+	}
+	name = argv[1];
+	if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+		print_help();
+		ret = 0;
+		goto out;
+	}
+	if (!strcmp(name, "--version") || !strcmp(name, "-V")) {
+		printf("vdiskctl %s\n", VDISK_VERSION);
+		ret = 0;
+		goto out;
+	}
+	if (!strcmp(name, "help")) {
+		ret = cmd_help(argc - 1, argv + 1);
+		goto out;
+	}
+	if (name[0] == '-') {
+		fprintf(stderr, "vdiskctl: unknown option '%s' (see vdiskctl --help)\n",
+			name);
+		return EXIT_USAGE;
+	}
+	c = find_command(name);
+	if (!c) {
+		fprintf(stderr, "vdiskctl: unknown command '%s' (see vdiskctl --help)\n",
+			name);
+		return EXIT_USAGE;
+	}
+	ret = c->fn(argc - 1, argv + 1);
+out:
+	/* A full disk or closed pipe on stdout must not look like success. */
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		if (!ret)
+			perror("vdiskctl: write error");
+		return ret ? ret : EXIT_OPERATION;
+	}
+	return ret;
+}
