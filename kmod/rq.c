@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The blk-mq side: queue_rq hands each request to a worker, which lets the
- * format backend map it and submit file I/O.  Reads and writes in direct
- * I/O mode are asynchronous kiocbs straight from the request's pages; the
- * other modes, flush, discard and write-zeroes are synchronous calls in the
- * worker.
+ * format backend map it onto file extents; each file extent is one kiocb on
+ * the request's own pages (no bounce copies).  In cache=none mode those
+ * kiocbs are direct and asynchronous; the other modes, and flush, discard
+ * and write-zeroes, are synchronous calls in the worker.
  *
  * Why a worker: queue_rq may be called with the submitter's bio list
  * active (so nested I/O would only be queued, not issued) and, for buffered
@@ -15,11 +15,11 @@
 
 #include <linux/fs.h>
 #include <linux/falloc.h>
+#include <linux/mempool.h>
 #include <linux/sched/mm.h>
 #include <linux/uio.h>
 
 #include "vdisk.h"
-#include "rq.h"
 
 /*
  * One workqueue for all devices: a per-device workqueue costs a rescuer
@@ -30,44 +30,203 @@
  */
 static struct workqueue_struct *vdisk_io_wq;
 
-void vdisk_rq_done(struct request *rq, long ret)
-{
-	struct vdisk_io *cmd = blk_mq_rq_to_pdu(rq);
+/*
+ * File I/Os beyond a request's first.  A request holds at most one element
+ * while it waits for another, and every element it holds is in flight and
+ * completes without allocating, so waiting on the pool cannot deadlock.
+ */
+static mempool_t *vdisk_sub_pool;
+#define VDISK_SUB_POOL_MIN	64
 
-	cmd->ret = ret;
+static struct request *vdisk_io_rq(struct vdisk_io *io)
+{
+	return blk_mq_rq_from_pdu(io);
+}
+
+static void vdisk_io_error(struct vdisk_io *io, int err)
+{
+	/* The first error is the one reported. */
+	if (err)
+		cmpxchg(&io->error, 0, err);
+}
+
+static void vdisk_io_put(struct vdisk_io *io)
+{
+	struct request *rq;
+
+	if (!atomic_dec_and_test(&io->pending))
+		return;
+	rq = vdisk_io_rq(io);
 	if (likely(!blk_should_fake_timeout(rq->q)))
 		blk_mq_complete_request(rq);
 }
 
-static void vdisk_io_put(struct vdisk_io *cmd)
+/* ---------------------------------------------------------------------- */
+/* File extents                                                           */
+
+static void vdisk_sub_free(struct vdisk_sub *sub)
 {
-	if (atomic_dec_and_test(&cmd->ref))
-		vdisk_rq_done(blk_mq_rq_from_pdu(cmd), cmd->ret);
+	struct vdisk_io *io = sub->io;
+
+	if (!sub->embedded)
+		mempool_free(sub, vdisk_sub_pool);
+	vdisk_io_put(io);
 }
 
-static void vdisk_rw_aio_complete(struct kiocb *iocb, long ret)
-{
-	struct vdisk_io *cmd = container_of(iocb, struct vdisk_io, iocb);
+static void vdisk_sub_submit(struct vdisk_sub *sub);
 
-	if (iocb->ki_flags & IOCB_WRITE)
+static void vdisk_sub_retry_work(struct work_struct *work)
+{
+	struct vdisk_sub *sub = container_of(work, struct vdisk_sub,
+					     retry_work);
+	unsigned int noio = memalloc_noio_save();
+
+	vdisk_sub_submit(sub);
+	memalloc_noio_restore(noio);
+}
+
+/*
+ * Completion of one file extent, from the worker (synchronous I/O) or from
+ * the backing device's completion context (asynchronous direct I/O).
+ */
+static void vdisk_sub_complete(struct kiocb *iocb, long ret)
+{
+	struct vdisk_sub *sub = container_of(iocb, struct vdisk_sub, iocb);
+	struct vdisk_io *io = sub->io;
+	bool write = iocb->ki_flags & IOCB_WRITE;
+
+	if (write)
 		kiocb_end_write(iocb);
-	cmd->ret = ret;
-	vdisk_io_put(cmd);
+
+	if (ret < 0) {
+		vdisk_io_error(io, ret);
+	} else if (ret < iov_iter_count(&sub->iter)) {
+		if (!write) {
+			/*
+			 * Short read: the file ends inside this extent (it
+			 * shrank after attach).  Like a hole, the rest reads
+			 * as zeros.
+			 */
+			iov_iter_advance(&sub->iter, ret);
+			iov_iter_zero(iov_iter_count(&sub->iter), &sub->iter);
+		} else if (ret == 0) {
+			vdisk_io_error(io, -EIO);
+		} else {
+			/*
+			 * Short write: retry the rest, which either makes
+			 * progress or returns the real error (ENOSPC, EIO).
+			 * We may be in interrupt context: use the worker.
+			 */
+			iov_iter_advance(&sub->iter, ret);
+			sub->iocb.ki_pos += ret;
+			queue_work(vdisk_io_wq, &sub->retry_work);
+			return;
+		}
+	}
+	vdisk_sub_free(sub);
 }
 
-static void vdisk_rq_rw(struct vdisk_device *vd, struct request *rq,
-			struct file *file, loff_t pos)
+static void vdisk_sub_submit(struct vdisk_sub *sub)
 {
-	struct vdisk_io *cmd = blk_mq_rq_to_pdu(rq);
-	bool write = req_op(rq) == REQ_OP_WRITE;
+	struct kiocb *iocb = &sub->iocb;
+	struct iov_iter iter = sub->iter;
+	struct file *file = iocb->ki_filp;
+	ssize_t ret;
+
+	/* The file advances @iter; sub->iter keeps the start for retries. */
+	if (iocb->ki_flags & IOCB_WRITE) {
+		kiocb_start_write(iocb);
+		ret = file->f_op->write_iter(iocb, &iter);
+	} else {
+		ret = file->f_op->read_iter(iocb, &iter);
+	}
+	if (ret != -EIOCBQUEUED)
+		vdisk_sub_complete(iocb, ret);
+}
+
+static struct vdisk_sub *vdisk_sub_get(struct vdisk_io *io)
+{
+	struct vdisk_sub *sub;
+
+	/*
+	 * The embedded sub serves the first extent only: reusing it after it
+	 * completes would race with its completion on another CPU.
+	 */
+	if (!io->sub_used) {
+		io->sub_used = true;
+		sub = &io->sub;
+		sub->embedded = true;
+	} else {
+		sub = mempool_alloc(vdisk_sub_pool, GFP_NOIO);
+		sub->embedded = false;
+	}
+	sub->io = io;
+	INIT_WORK(&sub->retry_work, vdisk_sub_retry_work);
+	return sub;
+}
+
+void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
+		   size_t len)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+	struct vdisk_device *vd = rq->q->queuedata;
 	enum vdisk_cache cache = READ_ONCE(vd->cache);
+	bool write = req_op(rq) == REQ_OP_WRITE;
+	struct vdisk_sub *sub = vdisk_sub_get(io);
+	struct kiocb *iocb = &sub->iocb;
+
+	sub->iter = io->iter;
+	iov_iter_truncate(&sub->iter, len);
+	iov_iter_advance(&io->iter, len);
+
+	memset(iocb, 0, sizeof(*iocb));
+	iocb->ki_pos = pos;
+	iocb->ki_filp = file;
+	iocb->ki_ioprio = req_get_ioprio(rq);
+	if (cache == VDISK_CACHE_NONE) {
+		iocb->ki_flags = IOCB_DIRECT;
+		iocb->ki_complete = vdisk_sub_complete;
+	}
+	if (write) {
+		iocb->ki_flags |= IOCB_WRITE;
+		if (cache == VDISK_CACHE_WRITETHROUGH ||
+		    (rq->cmd_flags & REQ_FUA))
+			iocb->ki_flags |= IOCB_DSYNC;
+	}
+
+	atomic_inc(&io->pending);
+	vdisk_sub_submit(sub);
+}
+
+void vdisk_rq_zero(struct request *rq, size_t len)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+
+	iov_iter_zero(len, &io->iter);
+}
+
+void vdisk_rq_copy(struct request *rq, const void *buf, size_t len)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+
+	if (copy_to_iter(buf, len, &io->iter) != len)
+		vdisk_io_error(io, -EFAULT);
+}
+
+/* Build the iterator over a read or write request's data. */
+int vdisk_rq_start(struct request *rq)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+	bool write = req_op(rq) == REQ_OP_WRITE;
 	struct req_iterator rq_iter;
 	struct bio *bio = rq->bio;
 	struct bio_vec *bvec, tmp;
 	unsigned int offset = 0;
-	struct iov_iter iter;
 	int nr_bvec = 0;
-	ssize_t ret;
+
+	atomic_set(&io->pending, 1);
+	io->error = 0;
+	io->sub_used = false;
 
 	rq_for_each_bvec(tmp, rq, rq_iter)
 		nr_bvec++;
@@ -78,49 +237,41 @@ static void vdisk_rq_rw(struct vdisk_device *vd, struct request *rq,
 		 * into one array so the file sees a single iov_iter.
 		 */
 		bvec = kmalloc_array(nr_bvec, sizeof(*bvec), GFP_NOIO);
-		if (!bvec) {
-			vdisk_rq_done(rq, -ENOMEM);
-			return;
-		}
-		cmd->bvec = bvec;
+		if (!bvec)
+			return -ENOMEM;
+		io->bvec = bvec;
 		rq_for_each_bvec(tmp, rq, rq_iter)
 			*bvec++ = tmp;
-		bvec = cmd->bvec;
+		bvec = io->bvec;
 	} else {
 		/* A split bio may start inside its first vector. */
 		offset = bio->bi_iter.bi_bvec_done;
 		bvec = __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter);
 	}
 
-	iov_iter_bvec(&iter, write ? ITER_SOURCE : ITER_DEST, bvec, nr_bvec,
-		      blk_rq_bytes(rq));
-	iter.iov_offset = offset;
+	iov_iter_bvec(&io->iter, write ? ITER_SOURCE : ITER_DEST, bvec,
+		      nr_bvec, blk_rq_bytes(rq));
+	io->iter.iov_offset = offset;
+	return 0;
+}
 
-	memset(&cmd->iocb, 0, sizeof(cmd->iocb));
-	cmd->iocb.ki_pos = pos;
-	cmd->iocb.ki_filp = file;
-	cmd->iocb.ki_ioprio = req_get_ioprio(rq);
-	if (cache == VDISK_CACHE_NONE) {
-		cmd->iocb.ki_flags = IOCB_DIRECT;
-		cmd->iocb.ki_complete = vdisk_rw_aio_complete;
-	}
-	if (write && (cache == VDISK_CACHE_WRITETHROUGH ||
-		      (rq->cmd_flags & REQ_FUA)))
-		cmd->iocb.ki_flags |= IOCB_DSYNC;
+/* The format has described the whole request (or gave up with @err). */
+void vdisk_rq_finish(struct request *rq, int err)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 
-	/* One reference for us, one for the async completion. */
-	atomic_set(&cmd->ref, 2);
-	cmd->ret = 0;
-	if (write) {
-		cmd->iocb.ki_flags |= IOCB_WRITE;
-		kiocb_start_write(&cmd->iocb);
-		ret = file->f_op->write_iter(&cmd->iocb, &iter);
-	} else {
-		ret = file->f_op->read_iter(&cmd->iocb, &iter);
-	}
-	if (ret != -EIOCBQUEUED)
-		vdisk_rw_aio_complete(&cmd->iocb, ret);
-	vdisk_io_put(cmd);
+	vdisk_io_error(io, err);
+	vdisk_io_put(io);
+}
+
+/* A whole-request operation that is not a read or write. */
+static void vdisk_rq_done_sync(struct request *rq, int err)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+
+	atomic_set(&io->pending, 1);
+	io->error = err;
+	vdisk_io_put(io);
 }
 
 static int vdisk_rq_fallocate(struct request *rq, struct file *file,
@@ -154,15 +305,17 @@ static int vdisk_rq_fallocate(struct request *rq, struct file *file,
 	return ret;
 }
 
-void vdisk_rq_file_io(struct vdisk_device *vd, struct request *rq,
-		      struct file *file, loff_t pos)
+void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos)
 {
 	int ret;
 
 	switch (req_op(rq)) {
 	case REQ_OP_READ:
 	case REQ_OP_WRITE:
-		vdisk_rq_rw(vd, rq, file, pos);
+		ret = vdisk_rq_start(rq);
+		if (!ret)
+			vdisk_rq_file(rq, file, pos, blk_rq_bytes(rq));
+		vdisk_rq_finish(rq, ret);
 		return;
 	case REQ_OP_FLUSH:
 		ret = vfs_fsync(file, 0);
@@ -175,13 +328,16 @@ void vdisk_rq_file_io(struct vdisk_device *vd, struct request *rq,
 		ret = -EOPNOTSUPP;
 		break;
 	}
-	vdisk_rq_done(rq, ret ? ret : blk_rq_bytes(rq));
+	vdisk_rq_done_sync(rq, ret);
 }
+
+/* ---------------------------------------------------------------------- */
+/* blk-mq operations                                                      */
 
 static void vdisk_io_work(struct work_struct *work)
 {
-	struct vdisk_io *cmd = container_of(work, struct vdisk_io, work);
-	struct request *rq = blk_mq_rq_from_pdu(cmd);
+	struct vdisk_io *io = container_of(work, struct vdisk_io, work);
+	struct request *rq = vdisk_io_rq(io);
 	struct vdisk_device *vd = rq->q->queuedata;
 	unsigned int noio;
 
@@ -190,9 +346,9 @@ static void vdisk_io_work(struct work_struct *work)
 	 * I/O, which could wait on this very device.
 	 */
 	noio = memalloc_noio_save();
-	if (op_is_write(req_op(rq)) && vdisk_dev_read_only(vd) &&
-	    req_op(rq) != REQ_OP_FLUSH)
-		vdisk_rq_done(rq, -EROFS);
+	if (op_is_write(req_op(rq)) && req_op(rq) != REQ_OP_FLUSH &&
+	    vdisk_dev_read_only(vd))
+		vdisk_rq_done_sync(rq, -EROFS);
 	else
 		vd->image.ops->queue(vd, rq);
 	memalloc_noio_restore(noio);
@@ -202,62 +358,28 @@ static blk_status_t vdisk_queue_rq(struct blk_mq_hw_ctx *hctx,
 				   const struct blk_mq_queue_data *bd)
 {
 	struct request *rq = bd->rq;
-	struct vdisk_io *cmd = blk_mq_rq_to_pdu(rq);
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 
 	blk_mq_start_request(rq);
-	queue_work(vdisk_io_wq, &cmd->work);
+	queue_work(vdisk_io_wq, &io->work);
 	return BLK_STS_OK;
 }
 
 static void vdisk_complete_rq(struct request *rq)
 {
-	struct vdisk_io *cmd = blk_mq_rq_to_pdu(rq);
-	unsigned int bytes = blk_rq_bytes(rq);
-	long ret = cmd->ret;
-	struct bio *bio;
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 
-	kfree(cmd->bvec);
-	cmd->bvec = NULL;
-
-	if (ret < 0) {
-		blk_mq_end_request(rq, errno_to_blk_status(ret));
-		return;
-	}
-	if (ret >= bytes || (req_op(rq) != REQ_OP_READ &&
-			     req_op(rq) != REQ_OP_WRITE)) {
-		blk_mq_end_request(rq, BLK_STS_OK);
-		return;
-	}
-	if (req_op(rq) == REQ_OP_READ) {
-		/*
-		 * Short read: the device reaches past the end of the file
-		 * (it shrank after attach).  Like a sparse hole, the missing
-		 * part reads as zeros.
-		 */
-		blk_update_request(rq, BLK_STS_OK, ret);
-		for (bio = rq->bio; bio; bio = bio->bi_next)
-			zero_fill_bio(bio);
-		blk_mq_end_request(rq, BLK_STS_OK);
-		return;
-	}
-	/*
-	 * Short write: retire what was written and retry the rest, which
-	 * either makes progress or returns the real error (ENOSPC, EIO).
-	 */
-	if (!ret) {
-		blk_mq_end_request(rq, BLK_STS_IOERR);
-		return;
-	}
-	blk_update_request(rq, BLK_STS_OK, ret);
-	blk_mq_requeue_request(rq, true);
+	kfree(io->bvec);
+	io->bvec = NULL;
+	blk_mq_end_request(rq, errno_to_blk_status(io->error));
 }
 
 static int vdisk_init_request(struct blk_mq_tag_set *set, struct request *rq,
 			      unsigned int hctx_idx, unsigned int numa_node)
 {
-	struct vdisk_io *cmd = blk_mq_rq_to_pdu(rq);
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 
-	INIT_WORK(&cmd->work, vdisk_io_work);
+	INIT_WORK(&io->work, vdisk_io_work);
 	return 0;
 }
 
@@ -269,12 +391,21 @@ const struct blk_mq_ops vdisk_mq_ops = {
 
 int vdisk_rq_init(void)
 {
+	vdisk_sub_pool = mempool_create_kmalloc_pool(VDISK_SUB_POOL_MIN,
+						     sizeof(struct vdisk_sub));
+	if (!vdisk_sub_pool)
+		return -ENOMEM;
 	vdisk_io_wq = alloc_workqueue("vdisk_io", WQ_UNBOUND | WQ_MEM_RECLAIM |
 				      WQ_FREEZABLE, 0);
-	return vdisk_io_wq ? 0 : -ENOMEM;
+	if (!vdisk_io_wq) {
+		mempool_destroy(vdisk_sub_pool);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void vdisk_rq_exit(void)
 {
 	destroy_workqueue(vdisk_io_wq);
+	mempool_destroy(vdisk_sub_pool);
 }

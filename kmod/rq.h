@@ -1,20 +1,66 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Request handling helpers that format backends use. */
+/*
+ * Request execution for format backends.
+ *
+ * A format's ->queue() carries out one request.  Flush, discard and
+ * write-zeroes of a whole request against one file go through
+ * vdisk_rq_file_io().  Reads and writes are described as a sequence of
+ * extents, in order, covering the request's data exactly:
+ *
+ *	vdisk_rq_start(rq);
+ *	for each extent:
+ *		vdisk_rq_file(rq, file, pos, len)   data at byte pos of file
+ *		vdisk_rq_zero(rq, len)              zeros (reads only)
+ *		vdisk_rq_copy(rq, buf, len)         bytes from buf (reads only)
+ *	vdisk_rq_finish(rq, err);
+ *
+ * File extents run asynchronously in cache=none mode, so the extents of one
+ * request are in flight together; the request completes when the last one
+ * does.  After an error the remaining extents may be skipped: finish with
+ * the error.
+ */
 #ifndef VDISK_RQ_H
 #define VDISK_RQ_H
 
 #include <linux/blk-mq.h>
+#include <linux/fs.h>
+#include <linux/uio.h>
+#include <linux/workqueue.h>
 
 struct vdisk_device;
+struct vdisk_io;
+
+/* One file I/O of a request. */
+struct vdisk_sub {
+	struct kiocb iocb;
+	struct iov_iter iter;		/* what is left to transfer */
+	struct vdisk_io *io;
+	struct work_struct retry_work;	/* resubmits after a short write */
+	bool embedded;			/* vdisk_io.sub, not from the mempool */
+};
+
+/* Per-request state (the blk-mq pdu). */
+struct vdisk_io {
+	struct work_struct work;
+	struct iov_iter iter;		/* request data not yet handed out */
+	struct bio_vec *bvec;		/* kmalloc'ed for multi-bio requests */
+	atomic_t pending;		/* the submitter + file I/Os in flight */
+	int error;			/* first error, or 0 */
+	bool sub_used;			/* @sub was handed out */
+	struct vdisk_sub sub;		/* the first file I/O allocates nothing */
+};
+
+int vdisk_rq_start(struct request *rq);
+void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
+		   size_t len);
+void vdisk_rq_zero(struct request *rq, size_t len);
+void vdisk_rq_copy(struct request *rq, const void *buf, size_t len);
+void vdisk_rq_finish(struct request *rq, int err);
 
 /*
- * Carry out @rq (any op) against @file with the device's first sector at
- * byte @pos of the file; completes @rq now or from the async completion.
+ * Carry out @rq against @file with the device's first sector at byte @pos
+ * of the file: any op, as one extent.
  */
-void vdisk_rq_file_io(struct vdisk_device *vd, struct request *rq,
-		      struct file *file, loff_t pos);
-
-/* Complete @rq with @ret: bytes done (reads and writes) or a -errno. */
-void vdisk_rq_done(struct request *rq, long ret);
+void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos);
 
 #endif /* VDISK_RQ_H */

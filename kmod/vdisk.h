@@ -19,6 +19,7 @@
 #include <uapi/linux/vdisk.h>
 
 #include "fmt/fmt.h"
+#include "rq.h"
 
 /*
  * Lifecycle of a device.  Transitions happen under vdisk_devices_lock (and
@@ -89,14 +90,6 @@ struct vdisk_device {
 	struct work_struct remove_work;
 };
 
-/* Per-request data (blk-mq pdu). */
-struct vdisk_io {
-	struct work_struct work;
-	struct kiocb iocb;
-	struct bio_vec *bvec;		/* kmalloc'ed for multi-bio requests */
-	atomic_t ref;			/* submitter + async completion */
-	long ret;
-};
 
 /* main.c: module parameters */
 extern unsigned int vdisk_max_devices;

@@ -6,7 +6,6 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include "../vdisk.h"
-#include "../rq.h"
 
 static int vdisk_raw_compute_size(struct vdisk_image *img, u32 sector_size,
 				  struct netlink_ext_ack *extack)
@@ -51,7 +50,7 @@ static void vdisk_raw_queue(struct vdisk_device *vd, struct request *rq)
 {
 	struct vdisk_image *img = &vd->image;
 
-	vdisk_rq_file_io(vd, rq, img->file,
+	vdisk_rq_file_io(rq, img->file,
 			 img->offset + ((u64)blk_rq_pos(rq) << SECTOR_SHIFT));
 }
 

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Userspace side of the qcow2 core's environment: libc, pthreads, zlib and
+ * libzstd (see shim_user.c).
+ */
+#ifndef Q2_SHIM_USER_H
+#define Q2_SHIM_USER_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The kernel's spellings, so that "%llu" is right for u64 in both. */
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef unsigned long long u64;
+typedef long long s64;
+
+#define Q2_PRINTF(a, b)	__attribute__((format(printf, a, b)))
+
+static inline void *q2_alloc(size_t size)
+{
+	return malloc(size ? size : 1);
+}
+
+static inline void *q2_zalloc(size_t size)
+{
+	return calloc(1, size ? size : 1);
+}
+
+static inline void q2_free(const void *p)
+{
+	free((void *)p);
+}
+
+struct q2_mutex {
+	pthread_mutex_t m;
+};
+
+static inline void q2_mutex_init(struct q2_mutex *qm)
+{
+	pthread_mutex_init(&qm->m, NULL);
+}
+
+static inline void q2_mutex_lock(struct q2_mutex *qm)
+{
+	pthread_mutex_lock(&qm->m);
+}
+
+static inline void q2_mutex_unlock(struct q2_mutex *qm)
+{
+	pthread_mutex_unlock(&qm->m);
+}
+
+static inline void q2_mutex_destroy(struct q2_mutex *qm)
+{
+	pthread_mutex_destroy(&qm->m);
+}
+
+/*
+ * Warnings go to stderr, at most a burst per second; q2_shim_quiet (set by
+ * tests and the fuzzer) silences them and only counts them.
+ */
+extern bool q2_shim_quiet;
+extern unsigned long q2_shim_warnings;
+Q2_PRINTF(1, 2) void q2_shim_warn(const char *fmt, ...);
+#define q2_warn_rl(fmt, ...)	q2_shim_warn("vdisk: " fmt "\n", ##__VA_ARGS__)
+
+#endif /* Q2_SHIM_USER_H */
