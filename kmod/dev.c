@@ -266,7 +266,7 @@ static int vdisk_image_open(struct vdisk_device *vd, struct vdisk_config *cfg,
 			goto out_fput;
 		}
 	}
-	ret = ops->open(img, cfg->sector_size, extack);
+	ret = ops->open(img, cfg, extack);
 	if (ret)
 		goto out_free_path;
 	return 0;

@@ -103,6 +103,31 @@ static const struct nla_policy vdisk_set_policy[VDISK_ATTR_MAX + 1] = {
 /* ---------------------------------------------------------------------- */
 /* Device descriptions                                                    */
 
+/* The backing chain below @img as a nested array of layer nests. */
+static int vdisk_nl_put_chain(struct sk_buff *skb, struct vdisk_image *img)
+{
+	struct nlattr *chain, *layer;
+	struct vdisk_image *b;
+	int i = 0;
+
+	if (!img->backing)
+		return 0;
+	chain = nla_nest_start(skb, VDISK_ATTR_BACKING);
+	if (!chain)
+		return -EMSGSIZE;
+	for (b = img->backing; b; b = b->backing) {
+		layer = nla_nest_start(skb, ++i);
+		if (!layer ||
+		    (b->path && nla_put_string(skb, VDISK_LAYER_ATTR_PATH,
+					       b->path)) ||
+		    nla_put_u32(skb, VDISK_LAYER_ATTR_FORMAT, b->ops->format))
+			return -EMSGSIZE;	/* the caller cancels the message */
+		nla_nest_end(skb, layer);
+	}
+	nla_nest_end(skb, chain);
+	return 0;
+}
+
 static int vdisk_nl_fill(struct sk_buff *skb, struct vdisk_device *vd,
 			 u32 portid, u32 seq, int flags, u8 cmd)
 {
@@ -133,7 +158,13 @@ static int vdisk_nl_fill(struct sk_buff *skb, struct vdisk_device *vd,
 	    nla_put_u32(skb, VDISK_ATTR_SECTOR_SIZE, vd->sector_size) ||
 	    nla_put_u32(skb, VDISK_ATTR_MAJOR, vd->disk->major) ||
 	    nla_put_u32(skb, VDISK_ATTR_MINOR, vd->disk->first_minor) ||
-	    nla_put_u32(skb, VDISK_ATTR_OPENERS, vdisk_dev_openers(vd)))
+	    nla_put_u32(skb, VDISK_ATTR_OPENERS, vdisk_dev_openers(vd)) ||
+	    (img->snapshot &&
+	     nla_put_string(skb, VDISK_ATTR_SNAPSHOT, img->snapshot)) ||
+	    (img->cache_size &&
+	     nla_put_u64_64bit(skb, VDISK_ATTR_CACHE_SIZE, img->cache_size,
+			       VDISK_ATTR_PAD)) ||
+	    vdisk_nl_put_chain(skb, img))
 		goto cancel;
 done:
 	genlmsg_end(skb, hdr);
@@ -296,17 +327,75 @@ static int vdisk_nl_parse_add(struct genl_info *info, struct vdisk_config *cfg)
 				  "offset and sizelimit must be below 2^63");
 		return -EINVAL;
 	}
-	if (tb[VDISK_ATTR_BACKING] || tb[VDISK_ATTR_SNAPSHOT] ||
-	    tb[VDISK_ATTR_CACHE_SIZE]) {
-		int type = tb[VDISK_ATTR_BACKING] ? VDISK_ATTR_BACKING :
-			   tb[VDISK_ATTR_SNAPSHOT] ? VDISK_ATTR_SNAPSHOT :
-			   VDISK_ATTR_CACHE_SIZE;
+	if (tb[VDISK_ATTR_SNAPSHOT])
+		cfg->snapshot = nla_data(tb[VDISK_ATTR_SNAPSHOT]);
+	if (tb[VDISK_ATTR_CACHE_SIZE])
+		cfg->cache_size = nla_get_u64(tb[VDISK_ATTR_CACHE_SIZE]);
+	return 0;
+}
 
-		vdisk_nl_attr_err(info, type,
-				  "backing chains, snapshots and cache size need qcow2 support");
-		return -EOPNOTSUPP;
+static void vdisk_nl_put_backing(struct vdisk_config *cfg)
+{
+	while (cfg->nr_backing)
+		fput(cfg->backing[--cfg->nr_backing].file);
+}
+
+/*
+ * Take references on the backing layers' descriptors, in the caller's
+ * context like the top image's.  The policy has already checked each
+ * layer's attributes.
+ */
+static int vdisk_nl_get_backing(struct genl_info *info,
+				struct vdisk_config *cfg)
+{
+	struct nlattr *lt[VDISK_LAYER_ATTR_MAX + 1];
+	struct nlattr *layer;
+	int rem, ret;
+
+	if (!info->attrs[VDISK_ATTR_BACKING])
+		return 0;
+	nla_for_each_nested(layer, info->attrs[VDISK_ATTR_BACKING], rem) {
+		struct vdisk_layer_config *lc;
+
+		if (cfg->nr_backing == VDISK_BACKING_MAX) {
+			vdisk_nl_attr_err(info, VDISK_ATTR_BACKING,
+					  "backing chain is deeper than %d layers",
+					  VDISK_BACKING_MAX);
+			ret = -ELOOP;
+			goto out_put;
+		}
+		ret = nla_parse_nested(lt, VDISK_LAYER_ATTR_MAX, layer,
+				       vdisk_layer_policy, info->extack);
+		if (ret)
+			goto out_put;
+		if (!lt[VDISK_LAYER_ATTR_FD]) {
+			vdisk_nl_attr_err(info, VDISK_ATTR_BACKING,
+					  "backing layer %u has no FD",
+					  cfg->nr_backing + 1);
+			ret = -EINVAL;
+			goto out_put;
+		}
+		lc = &cfg->backing[cfg->nr_backing];
+		lc->file = fget(nla_get_u32(lt[VDISK_LAYER_ATTR_FD]));
+		if (!lc->file) {
+			vdisk_nl_attr_err(info, VDISK_ATTR_BACKING,
+					  "backing layer %u FD is not an open descriptor",
+					  cfg->nr_backing + 1);
+			ret = -EBADF;
+			goto out_put;
+		}
+		lc->path = lt[VDISK_LAYER_ATTR_PATH] ?
+			   nla_data(lt[VDISK_LAYER_ATTR_PATH]) : NULL;
+		lc->format = lt[VDISK_LAYER_ATTR_FORMAT] ?
+			     nla_get_u32(lt[VDISK_LAYER_ATTR_FORMAT]) :
+			     VDISK_FORMAT_AUTO;
+		cfg->nr_backing++;
 	}
 	return 0;
+
+out_put:
+	vdisk_nl_put_backing(cfg);
+	return ret;
 }
 
 static int vdisk_nl_add(struct sk_buff *skb, struct genl_info *info)
@@ -331,10 +420,14 @@ static int vdisk_nl_add(struct sk_buff *skb, struct genl_info *info)
 		return -EBADF;
 	}
 
+	ret = vdisk_nl_get_backing(info, &cfg);
+	if (ret)
+		goto out_fput;
+
 	reply = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
 	if (!reply) {
 		ret = -ENOMEM;
-		goto out_fput;
+		goto out_put_backing;
 	}
 
 	mutex_lock(&vdisk_devices_lock);
@@ -350,6 +443,8 @@ static int vdisk_nl_add(struct sk_buff *skb, struct genl_info *info)
 		nlmsg_free(reply);
 	else
 		ret = genlmsg_reply(reply, info);
+out_put_backing:
+	vdisk_nl_put_backing(&cfg);
 out_fput:
 	fput(cfg.file);
 	return ret;

@@ -40,6 +40,13 @@ enum vdisk_state {
 	VDISK_STATE_DELETING,
 };
 
+/* One backing layer named in ADD, nearest to the top first. */
+struct vdisk_layer_config {
+	struct file *file;		/* reference owned by the caller */
+	const char *path;		/* display path, or NULL */
+	enum vdisk_format format;	/* as the caller probed it; checked */
+};
+
 /* Settings for ADD, after netlink parsing and before any allocation. */
 struct vdisk_config {
 	int index;			/* wanted index, or -1 for any */
@@ -52,6 +59,10 @@ struct vdisk_config {
 	u32 flags;			/* VDISK_FLAG_* */
 	enum vdisk_cache cache;
 	u32 sector_size;
+	struct vdisk_layer_config backing[VDISK_BACKING_MAX];
+	unsigned int nr_backing;
+	const char *snapshot;		/* qcow2 snapshot id or name, or NULL */
+	u64 cache_size;			/* metadata cache bytes, 0 = default */
 };
 
 struct vdisk_device {

@@ -13,10 +13,15 @@
 #include <uapi/linux/vdisk.h>
 
 struct request;
+struct vdisk_config;
 struct vdisk_device;
 struct vdisk_format_ops;
 
-/* One layer of a device: an open image file and its format state. */
+/*
+ * One layer of a device: an open image file and its format state.  The
+ * device owns the top layer; a format with backing layers links them
+ * through @backing (nearest first) and frees them in ->release().
+ */
 struct vdisk_image {
 	struct file *file;		/* our own reference (fget) */
 	char *path;			/* display only; may be NULL */
@@ -26,6 +31,9 @@ struct vdisk_image {
 	u64 sizelimit;			/* raw: 0 = to the end of the file */
 	u64 size;			/* bytes exposed, sector aligned */
 	bool writable;			/* the file was opened for writing */
+	struct vdisk_image *backing;	/* next layer down, or NULL */
+	const char *snapshot;		/* attached snapshot, or NULL */
+	u64 cache_size;			/* metadata cache budget in bytes */
 };
 
 /**
@@ -34,9 +42,11 @@ struct vdisk_image {
  * @name: as shown by sysfs, list and info
  * @magic: bytes every image of this format starts with (none for raw)
  * @magic_len: length of @magic
- * @open: parse and validate the image, set @img->size; every failure sets
- *	an extack message.  @sector_size is the device's logical block size.
- * @release: free what @open allocated (not the file).
+ * @open: parse and validate the image (and the backing layers and snapshot
+ *	in @cfg, if the format has them), set @img->size; every failure sets
+ *	an extack message and leaves nothing allocated.
+ * @release: free what @open allocated, backing layers included (not the
+ *	top layer's file and path, which the device owns).
  * @refresh_size: recompute @img->size after the file changed size.
  * @queue: carry out one read, write, flush, discard or write-zeroes request
  *	in process context (a worker with a noio allocation scope), completing
@@ -47,7 +57,7 @@ struct vdisk_format_ops {
 	const char *name;
 	const u8 *magic;
 	unsigned int magic_len;
-	int (*open)(struct vdisk_image *img, u32 sector_size,
+	int (*open)(struct vdisk_image *img, const struct vdisk_config *cfg,
 		    struct netlink_ext_ack *extack);
 	void (*release)(struct vdisk_image *img);
 	int (*refresh_size)(struct vdisk_image *img, u32 sector_size,

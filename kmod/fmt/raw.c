@@ -31,9 +31,16 @@ static int vdisk_raw_compute_size(struct vdisk_image *img, u32 sector_size,
 	return 0;
 }
 
-static int vdisk_raw_open(struct vdisk_image *img, u32 sector_size,
+static int vdisk_raw_open(struct vdisk_image *img,
+			  const struct vdisk_config *cfg,
 			  struct netlink_ext_ack *extack)
 {
+	u32 sector_size = cfg->sector_size;
+
+	if (cfg->nr_backing || cfg->snapshot || cfg->cache_size) {
+		vdisk_nl_err(extack, "raw images have no backing chain, snapshots or metadata cache");
+		return -EINVAL;
+	}
 	if (img->sizelimit && img->sizelimit < sector_size) {
 		vdisk_nl_err(extack, "sizelimit %llu is smaller than one %u-byte sector",
 			     img->sizelimit, sector_size);
