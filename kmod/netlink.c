@@ -158,7 +158,13 @@ static int vdisk_nl_fill(struct sk_buff *skb, struct vdisk_device *vd,
 	    nla_put_u32(skb, VDISK_ATTR_SECTOR_SIZE, vd->sector_size) ||
 	    nla_put_u32(skb, VDISK_ATTR_MAJOR, vd->disk->major) ||
 	    nla_put_u32(skb, VDISK_ATTR_MINOR, vd->disk->first_minor) ||
-	    nla_put_u32(skb, VDISK_ATTR_OPENERS, vdisk_dev_openers(vd)) ||
+	    /*
+	     * Not in ADD replies or ATTACH events: on 6.12 the partition
+	     * scan's close is deferred until ADD returns to user space, so
+	     * the count would be one too high there.
+	     */
+	    (cmd != VDISK_CMD_ADD && cmd != VDISK_CMD_EVENT_ATTACH &&
+	     nla_put_u32(skb, VDISK_ATTR_OPENERS, vdisk_dev_openers(vd))) ||
 	    (img->snapshot &&
 	     nla_put_string(skb, VDISK_ATTR_SNAPSHOT, img->snapshot)) ||
 	    (img->cache_size &&
@@ -250,12 +256,19 @@ static struct vdisk_device *vdisk_nl_lookup(struct genl_info *info)
 	return vd ? vd : ERR_PTR(-ENODEV);
 }
 
-/* Names become udev symlinks: keep them to a safe, printable set. */
+/*
+ * Names become udev symlinks: keep them to a safe, printable set.  A name
+ * like "vdisk3" would be ambiguous with the device it does not name.
+ */
 static bool vdisk_name_valid(const char *name)
 {
+	size_t plen = strlen(VDISK_DISK_PREFIX);
 	const char *p;
 
 	if (!name[0] || name[0] == '.' || name[0] == '-')
+		return false;
+	if (!strncmp(name, VDISK_DISK_PREFIX, plen) && name[plen] &&
+	    strspn(name + plen, "0123456789") == strlen(name + plen))
 		return false;
 	for (p = name; *p; p++)
 		if (!isalnum(*p) && !strchr("._-:", *p))
@@ -294,7 +307,7 @@ static int vdisk_nl_parse_add(struct genl_info *info, struct vdisk_config *cfg)
 		nla_strscpy(cfg->name, tb[VDISK_ATTR_NAME], sizeof(cfg->name));
 		if (!vdisk_name_valid(cfg->name)) {
 			vdisk_nl_attr_err(info, VDISK_ATTR_NAME,
-					  "name may use letters, digits and ._-: and not start with . or -");
+					  "name: letters, digits and ._-: only, not leading . or -, not vdiskN");
 			return -EINVAL;
 		}
 	}
@@ -551,7 +564,7 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	}
 	if (tb[VDISK_ATTR_SIZE]) {
 		vdisk_nl_attr_err(info, VDISK_ATTR_SIZE,
-				  "%s images take their size from the file; use refresh",
+				  "%s images follow the file size: grow the file, then vdiskctl resize",
 				  vd->image.ops->name);
 		ret = -EOPNOTSUPP;
 		goto out_unlock;

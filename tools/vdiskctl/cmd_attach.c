@@ -137,7 +137,8 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o)
 			o->has_index = true;
 			break;
 		case 'h':
-			return print_usage(CMD), -1;
+			print_usage(CMD);
+			return -1;	/* done, successfully */
 		default:
 			return opt_error(CMD, c, argv);
 		}

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* DEV arguments to selectors, and device descriptions from replies. */
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>

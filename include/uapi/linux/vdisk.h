@@ -29,6 +29,8 @@
 
 /* Block devices are named VDISK_DISK_PREFIX followed by the index. */
 #define VDISK_DISK_PREFIX	"vdisk"
+/* Longest kernel device name ("vdisk12345"), including the NUL. */
+#define VDISK_DISK_NAME_MAX	32
 /* Longest user-chosen device name, including the terminating NUL. */
 #define VDISK_NAME_MAX		64
 /* Longest display path stored for a backing file, including the NUL. */
@@ -88,9 +90,10 @@ enum vdisk_cmd {
  * @VDISK_ATTR_INDEX: u32, device index N of /dev/vdiskN.
  * @VDISK_ATTR_NAME: string, optional user-chosen name, unique among
  *	attached devices; at most %VDISK_NAME_MAX - 1 bytes of letters,
- *	digits, '.', '_', '-' and ':', not starting with '.' or '-'.
+ *	digits, '.', '_', '-' and ':', not starting with '.' or '-', and not
+ *	of the form "vdisk<digits>" (which names devices by index).
  * @VDISK_ATTR_DISK_NAME: string, reply only: the block device's kernel
- *	name ("vdisk0").
+ *	name ("vdisk0"), at most %VDISK_DISK_NAME_MAX - 1 bytes.
  * @VDISK_ATTR_FD: u32, file descriptor of the image, opened by the caller.
  *	The kernel takes its own reference in the caller's context; it never
  *	opens a path.  A descriptor opened read-only makes the device
@@ -99,7 +102,9 @@ enum vdisk_cmd {
  * @VDISK_ATTR_FORMAT: u32, &enum vdisk_format.  In ADD, %VDISK_FORMAT_AUTO
  *	(the default) lets the kernel probe the image.
  * @VDISK_ATTR_OFFSET: u64, byte offset of the device's first sector in the
- *	image file (raw only).  Must be a multiple of 512.
+ *	image file (raw only).  Any offset below the file size; direct I/O
+ *	(%VDISK_CACHE_NONE) needs one aligned to the file's direct I/O
+ *	alignment.
  * @VDISK_ATTR_SIZELIMIT: u64, largest device size in bytes; 0 means up to
  *	the end of the file (raw only).
  * @VDISK_ATTR_SIZE: u64.  In replies, the device capacity in bytes.  In SET,
@@ -114,8 +119,9 @@ enum vdisk_cmd {
  * @VDISK_ATTR_SET_FLAGS: u32, %VDISK_SET_* bits.
  * @VDISK_ATTR_MAJOR: u32, reply only, block device major number.
  * @VDISK_ATTR_MINOR: u32, reply only, block device minor number.
- * @VDISK_ATTR_OPENERS: u32, reply only, how many times the device or its
- *	partitions are open.
+ * @VDISK_ATTR_OPENERS: u32, GET replies only, how many times the device or
+ *	its partitions are open.  A device with %VDISK_FLAG_AUTOCLEAR and
+ *	openers is detached at its last close (what a lazy DEL leaves).
  * @VDISK_ATTR_BACKING: nested array of &enum vdisk_layer_attr nests, the
  *	backing chain below the top image, nearest layer first.  In ADD each
  *	layer carries an fd; in replies each carries its path and format.
