@@ -481,7 +481,7 @@ int vdisk_dev_del(struct vdisk_device *vd, bool lazy,
 	if (openers) {
 		if (!lazy) {
 			mutex_unlock(&disk->open_mutex);
-			vdisk_nl_err(extack, "%s is in use (open %u times); --lazy detaches it at last close",
+			vdisk_nl_err(extack, "%s is in use (%u openers); --lazy detaches it at last close",
 				     disk->disk_name, openers);
 			return -EBUSY;
 		}
