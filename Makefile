@@ -49,6 +49,7 @@ $(BUILD)/%/kmod/vdisk.ko: $(KMOD_SRCS)
 		mkdir -p $(BUILD)/$*/$$(dirname $$f); ln -sf $(TOP)/$$f $(BUILD)/$*/$$f; done
 	$(MAKE) -C /usr/src/linux-headers-$* M=$(BUILD)/$* W=1 modules 2>&1 | tee $(BUILD)/$*/build.log
 	@! grep -E 'warning:|error:' $(BUILD)/$*/build.log || { echo "module build for $* has warnings" >&2; rm -f $@; exit 1; }
+	@$(TOP)/tools/testing/make-modindex $* $@ $(BUILD)/$*/modroot
 
 deps:
 	@$(TOP)/tools/testing/install-deps

@@ -34,8 +34,7 @@ if [ ! -r "$ko" ]; then
 	echo "run_tests: no vdisk.ko for $kver at $ko (make modules-all)" >&2
 	exit 2
 fi
-install -D -m 644 "$ko" "/lib/modules/$kver/updates/vdisk.ko"
-depmod -a "$kver"
+"$top/tools/testing/guest-install-module" "$ko" || exit 2
 export VDISKCTL=${VDISKCTL:-$top/tools/vdiskctl/vdiskctl}
 export PATH=$top/tools/vdiskctl:$PATH
 

@@ -18,9 +18,9 @@ grep -q "^$DEV .*raw.*$VD_DIR/a.img\$" <<<"$out" || fail "list lacks $DEV: $out"
 [ "$("$VDISKCTL")" = "$out" ] || fail "vdiskctl without arguments differs from list"
 
 json=$("$VDISKCTL" list --json)
-python3 - "$DEV" "$VD_DIR/a.img" <<<"$json" <<'PY' || fail "bad JSON: $json"
-import json, sys
-d = json.load(sys.stdin)["vdisks"]
+JSON=$json python3 - "$DEV" "$VD_DIR/a.img" <<'PY' || fail "bad JSON: $json"
+import json, os, sys
+d = json.loads(os.environ["JSON"])["vdisks"]
 dev, path = sys.argv[1], sys.argv[2]
 m = [x for x in d if x["name"] == dev]
 assert len(m) == 1, d

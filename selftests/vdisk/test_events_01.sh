@@ -17,7 +17,7 @@ wait $mon || fail "monitor exited with an error"
 mapfile -t ev <"$VD_DIR/ev"
 [[ ${ev[0]} == "attach $DEV name=evt "*"backing-file=$img"* ]] || fail "attach event: ${ev[0]}"
 [[ ${ev[1]} == "change $DEV "*"ro=1"* ]] || fail "change event: ${ev[1]}"
-[[ ${ev[2]} == "resize $DEV size=$(((32 << 20) - 512))"* ]] || fail "resize event: ${ev[2]}"
+[[ ${ev[2]} == "resize $DEV "*"size=$(((32 << 20) - 512))"* ]] || fail "resize event: ${ev[2]}"
 [[ ${ev[3]} == "detach $DEV name=evt"* ]] || fail "detach event: ${ev[3]}"
 
 # JSON events are one object per line.
@@ -27,9 +27,9 @@ sleep 0.5
 attach "$img"
 detach "$DEV"
 wait $mon
-python3 - "$DEV" <"$VD_DIR/evj" <<'PY' || fail "bad JSON events: $(cat "$VD_DIR/evj")"
+python3 - "$DEV" "$VD_DIR/evj" <<'PY' || fail "bad JSON events: $(cat "$VD_DIR/evj")"
 import json, sys
-ev = [json.loads(l) for l in sys.stdin]
+ev = [json.loads(l) for l in open(sys.argv[2])]
 assert [e["event"] for e in ev] == ["attach", "detach"], ev
 assert all(e["name"] == sys.argv[1] for e in ev), ev
 PY

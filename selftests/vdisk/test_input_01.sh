@@ -15,7 +15,7 @@ expect_fail "format" "$VDISKCTL" attach --format vmdk "$img"
 expect_fail "sector size" "$VDISKCTL" attach --sector-size 1000 "$img"
 expect_fail "sector size" "$VDISKCTL" attach --sector-size 8192 "$img"
 expect_fail "size|number|invalid" "$VDISKCTL" attach --offset 12Q "$img"
-expect_fail "size|number|invalid" "$VDISKCTL" attach --offset -5 "$img"
+expect_fail "negative|invalid" "$VDISKCTL" attach --offset -5 "$img"
 expect_fail "cache" "$VDISKCTL" attach --cache sometimes "$img"
 expect_fail "name" "$VDISKCTL" attach --name "bad/name" "$img"
 expect_fail "unknown command" "$VDISKCTL" frobnicate

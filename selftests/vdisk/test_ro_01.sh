@@ -18,12 +18,19 @@ dd if=/dev/zero of="$DEV" bs=4k count=1 oflag=direct status=none 2>/dev/null &&
 blkdiscard "$DEV" 2>/dev/null && fail "discard on a read-only device succeeded"
 assert_eq "$(sha256sum <"$img")" "$before" "image changed through a read-only device"
 
-# Make it writable, write, make it read-only again.
+# --read-only opens the file read-only: it cannot be made writable later.
+expect_fail "opened read-only" "$VDISKCTL" set "$DEV" --read-write
+detach "$DEV"
+
+# Toggle a writable attach: read-only, refuse writes, writable again.
+attach "$img"
+run "$VDISKCTL" set "$DEV" --read-only
+assert_eq "$(blockdev --getro "$DEV")" 1
+dd if=/dev/zero of="$DEV" bs=4k count=1 oflag=direct status=none 2>/dev/null &&
+	fail "write after set --read-only succeeded"
 run "$VDISKCTL" set "$DEV" --read-write
 assert_eq "$(blockdev --getro "$DEV")" 0
 run dd if=/dev/zero of="$DEV" bs=4k count=1 oflag=direct status=none
-run "$VDISKCTL" set "$DEV" --read-only
-assert_eq "$(blockdev --getro "$DEV")" 1
 detach "$DEV"
 
 # A file the caller may only read attaches read-only automatically.

@@ -4,8 +4,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 ctl=$top/tools/vdiskctl/vdiskctl
-install -D -m 644 "$top/build/$(uname -r)/kmod/vdisk.ko" "/lib/modules/$(uname -r)/updates/vdisk.ko"
-depmod -a
+"$top/tools/testing/guest-install-module"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }

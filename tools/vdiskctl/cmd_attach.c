@@ -166,7 +166,9 @@ static int open_image(struct attach_opts *o)
 		fd = open(o->file, O_RDONLY | base);
 	} else {
 		fd = open(o->file, O_RDWR | base);
-		if (fd < 0 && (errno == EACCES || errno == EROFS))
+		/* EPERM: an immutable or append-only file (chattr +i/+a). */
+		if (fd < 0 && (errno == EACCES || errno == EROFS ||
+			       errno == EPERM))
 			fd = open(o->file, O_RDONLY | base);
 	}
 	if (fd < 0) {
