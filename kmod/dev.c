@@ -90,33 +90,6 @@ static const struct block_device_operations vdisk_fops = {
 /* ---------------------------------------------------------------------- */
 /* Backing file properties                                                */
 
-/*
- * Direct I/O offset alignment of @file, or 0 when it cannot do direct I/O
- * at all.  @mem_align receives the buffer alignment it needs.
- */
-static u32 vdisk_file_dio_align(struct file *file, u32 *mem_align)
-{
-	struct inode *inode = file->f_mapping->host;
-	struct block_device *bdev = NULL;
-	struct kstat st = { };
-
-	*mem_align = SECTOR_SIZE;
-	if (!(file->f_mode & FMODE_CAN_ODIRECT))
-		return 0;
-	if (!vfs_getattr(&file->f_path, &st, STATX_DIOALIGN,
-			 AT_STATX_SYNC_AS_STAT) &&
-	    (st.result_mask & STATX_DIOALIGN)) {
-		if (st.dio_mem_align)
-			*mem_align = st.dio_mem_align;
-		return st.dio_offset_align;
-	}
-	if (S_ISBLK(inode->i_mode))
-		bdev = I_BDEV(inode);
-	else
-		bdev = inode->i_sb->s_bdev;
-	return bdev ? bdev_logical_block_size(bdev) : 0;
-}
-
 /* Block size of the backing storage: the hint for physical_block_size. */
 static u32 vdisk_file_block_size(struct file *file)
 {
@@ -202,25 +175,6 @@ static int vdisk_pick_cache(struct vdisk_device *vd, enum vdisk_cache want,
 /* ---------------------------------------------------------------------- */
 /* Attach                                                                 */
 
-static int vdisk_check_file(struct file *file, struct netlink_ext_ack *extack)
-{
-	umode_t mode = file_inode(file)->i_mode;
-
-	if (S_ISDIR(mode)) {
-		vdisk_nl_err(extack, "image is a directory");
-		return -EISDIR;
-	}
-	if (!S_ISREG(mode) && !S_ISBLK(mode)) {
-		vdisk_nl_err(extack, "image is not a regular file or block device");
-		return -EINVAL;
-	}
-	if (!(file->f_mode & FMODE_READ) || !file->f_op->read_iter) {
-		vdisk_nl_err(extack, "image descriptor is not open for reading");
-		return -EBADF;
-	}
-	return 0;
-}
-
 static int vdisk_image_open(struct vdisk_device *vd, struct vdisk_config *cfg,
 			    struct netlink_ext_ack *extack)
 {
@@ -228,7 +182,7 @@ static int vdisk_image_open(struct vdisk_device *vd, struct vdisk_config *cfg,
 	const struct vdisk_format_ops *ops = NULL;
 	int ret;
 
-	ret = vdisk_check_file(cfg->file, extack);
+	ret = vdisk_file_check(cfg->file, "image", extack);
 	if (ret)
 		return ret;
 

@@ -166,7 +166,7 @@ static struct vdisk_sub *vdisk_sub_get(struct vdisk_io *io)
 }
 
 void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
-		   size_t len)
+		   size_t len, u32 dio_align)
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	struct vdisk_device *vd = rq->q->queuedata;
@@ -183,7 +183,8 @@ void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
 	iocb->ki_pos = pos;
 	iocb->ki_filp = file;
 	iocb->ki_ioprio = req_get_ioprio(rq);
-	if (cache == VDISK_CACHE_NONE) {
+	if (cache == VDISK_CACHE_NONE && dio_align &&
+	    IS_ALIGNED(pos | len, dio_align)) {
 		iocb->ki_flags = IOCB_DIRECT;
 		iocb->ki_complete = vdisk_sub_complete;
 	}
@@ -264,8 +265,8 @@ void vdisk_rq_finish(struct request *rq, int err)
 	vdisk_io_put(io);
 }
 
-/* A whole-request operation that is not a read or write. */
-static void vdisk_rq_done_sync(struct request *rq, int err)
+/* Complete a request that has no extents in flight, with @err. */
+void vdisk_rq_end(struct request *rq, int err)
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 
@@ -305,7 +306,8 @@ static int vdisk_rq_fallocate(struct request *rq, struct file *file,
 	return ret;
 }
 
-void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos)
+void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos,
+		      u32 dio_align)
 {
 	int ret;
 
@@ -314,7 +316,8 @@ void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos)
 	case REQ_OP_WRITE:
 		ret = vdisk_rq_start(rq);
 		if (!ret)
-			vdisk_rq_file(rq, file, pos, blk_rq_bytes(rq));
+			vdisk_rq_file(rq, file, pos, blk_rq_bytes(rq),
+				      dio_align);
 		vdisk_rq_finish(rq, ret);
 		return;
 	case REQ_OP_FLUSH:
@@ -328,7 +331,7 @@ void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos)
 		ret = -EOPNOTSUPP;
 		break;
 	}
-	vdisk_rq_done_sync(rq, ret);
+	vdisk_rq_end(rq, ret);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -348,7 +351,7 @@ static void vdisk_io_work(struct work_struct *work)
 	noio = memalloc_noio_save();
 	if (op_is_write(req_op(rq)) && req_op(rq) != REQ_OP_FLUSH &&
 	    vdisk_dev_read_only(vd))
-		vdisk_rq_done_sync(rq, -EROFS);
+		vdisk_rq_end(rq, -EROFS);
 	else
 		vd->image.ops->queue(vd, rq);
 	memalloc_noio_restore(noio);

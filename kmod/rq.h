@@ -9,15 +9,18 @@
  *
  *	vdisk_rq_start(rq);
  *	for each extent:
- *		vdisk_rq_file(rq, file, pos, len)   data at byte pos of file
+ *		vdisk_rq_file(rq, file, pos, len, align)  data at pos of file
  *		vdisk_rq_zero(rq, len)              zeros (reads only)
  *		vdisk_rq_copy(rq, buf, len)         bytes from buf (reads only)
  *	vdisk_rq_finish(rq, err);
  *
- * File extents run asynchronously in cache=none mode, so the extents of one
+ * In cache=none mode a file extent is direct I/O when @dio_align (the
+ * file's direct I/O alignment, 0 for none) divides its offset and length,
+ * and buffered otherwise: a backing layer may live where direct I/O is
+ * impossible.  Direct extents run asynchronously, so the extents of one
  * request are in flight together; the request completes when the last one
  * does.  After an error the remaining extents may be skipped: finish with
- * the error.
+ * the error.  A request with no extents at all ends with vdisk_rq_end().
  */
 #ifndef VDISK_RQ_H
 #define VDISK_RQ_H
@@ -52,15 +55,17 @@ struct vdisk_io {
 
 int vdisk_rq_start(struct request *rq);
 void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
-		   size_t len);
+		   size_t len, u32 dio_align);
 void vdisk_rq_zero(struct request *rq, size_t len);
 void vdisk_rq_copy(struct request *rq, const void *buf, size_t len);
 void vdisk_rq_finish(struct request *rq, int err);
+void vdisk_rq_end(struct request *rq, int err);
 
 /*
  * Carry out @rq against @file with the device's first sector at byte @pos
  * of the file: any op, as one extent.
  */
-void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos);
+void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos,
+		      u32 dio_align);
 
 #endif /* VDISK_RQ_H */

@@ -2,10 +2,13 @@
 /* The table of image formats the module knows. */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/stat.h>
+
 #include "../vdisk.h"
 
 static const struct vdisk_format_ops *const vdisk_formats[] = {
 	[VDISK_FORMAT_RAW]	= &vdisk_raw_ops,
+	[VDISK_FORMAT_QCOW2]	= &vdisk_qcow2_ops,
 };
 
 static const char *const vdisk_format_names[] = {
@@ -21,14 +24,9 @@ const struct vdisk_format_ops *vdisk_format_get(enum vdisk_format format)
 	return vdisk_formats[format];
 }
 
-/* The qcow2 magic, "QFI\xfb", recognised even where qcow2 is not built. */
-static const u8 vdisk_qcow2_magic[] = { 'Q', 'F', 'I', 0xfb };
-
 /*
  * Pick the format of the image at @offset of @file: the first format whose
- * magic matches, else raw.  An image that looks like a format this module
- * cannot handle is refused rather than exposed raw, where its contents
- * would look like garbage.
+ * magic matches, else raw.
  */
 const struct vdisk_format_ops *vdisk_format_probe(struct file *file,
 						  u64 offset,
@@ -52,11 +50,6 @@ const struct vdisk_format_ops *vdisk_format_probe(struct file *file,
 		    !memcmp(head, ops->magic, ops->magic_len))
 			return ops;
 	}
-	if (n >= sizeof(vdisk_qcow2_magic) &&
-	    !memcmp(head, vdisk_qcow2_magic, sizeof(vdisk_qcow2_magic))) {
-		vdisk_nl_err(extack, "image is qcow2, which this module cannot read yet");
-		return ERR_PTR(-EOPNOTSUPP);
-	}
 	return &vdisk_raw_ops;
 }
 
@@ -65,4 +58,55 @@ const char *vdisk_format_name(enum vdisk_format format)
 	if (format >= ARRAY_SIZE(vdisk_format_names))
 		return "unknown";
 	return vdisk_format_names[format];
+}
+
+/* ---------------------------------------------------------------------- */
+/* Checks every layer's file goes through                                  */
+
+/* A usable image file: @what ("image", "backing layer 2") names it. */
+int vdisk_file_check(struct file *file, const char *what,
+		     struct netlink_ext_ack *extack)
+{
+	umode_t mode = file_inode(file)->i_mode;
+
+	if (S_ISDIR(mode)) {
+		vdisk_nl_err(extack, "%s is a directory", what);
+		return -EISDIR;
+	}
+	if (!S_ISREG(mode) && !S_ISBLK(mode)) {
+		vdisk_nl_err(extack, "%s is not a regular file or block device", what);
+		return -EINVAL;
+	}
+	if (!(file->f_mode & FMODE_READ) || !file->f_op->read_iter) {
+		vdisk_nl_err(extack, "%s descriptor is not open for reading", what);
+		return -EBADF;
+	}
+	return 0;
+}
+
+/*
+ * Direct I/O offset alignment of @file, or 0 when it cannot do direct I/O
+ * at all.  @mem_align receives the buffer alignment it needs.
+ */
+u32 vdisk_file_dio_align(struct file *file, u32 *mem_align)
+{
+	struct inode *inode = file->f_mapping->host;
+	struct block_device *bdev = NULL;
+	struct kstat st = { };
+
+	*mem_align = SECTOR_SIZE;
+	if (!(file->f_mode & FMODE_CAN_ODIRECT))
+		return 0;
+	if (!vfs_getattr(&file->f_path, &st, STATX_DIOALIGN,
+			 AT_STATX_SYNC_AS_STAT) &&
+	    (st.result_mask & STATX_DIOALIGN)) {
+		if (st.dio_mem_align)
+			*mem_align = st.dio_mem_align;
+		return st.dio_offset_align;
+	}
+	if (S_ISBLK(inode->i_mode))
+		bdev = I_BDEV(inode);
+	else
+		bdev = inode->i_sb->s_bdev;
+	return bdev ? bdev_logical_block_size(bdev) : 0;
 }

@@ -66,12 +66,17 @@ struct vdisk_format_ops {
 };
 
 extern const struct vdisk_format_ops vdisk_raw_ops;
+extern const struct vdisk_format_ops vdisk_qcow2_ops;
 
 const struct vdisk_format_ops *vdisk_format_get(enum vdisk_format format);
 const char *vdisk_format_name(enum vdisk_format format);
 const struct vdisk_format_ops *vdisk_format_probe(struct file *file,
 						  u64 offset,
 						  struct netlink_ext_ack *extack);
+
+int vdisk_file_check(struct file *file, const char *what,
+		     struct netlink_ext_ack *extack);
+u32 vdisk_file_dio_align(struct file *file, u32 *mem_align);
 
 /* Bytes in the file or block device behind @file. */
 static inline u64 vdisk_file_size(struct file *file)

@@ -58,7 +58,8 @@ static void vdisk_raw_queue(struct vdisk_device *vd, struct request *rq)
 	struct vdisk_image *img = &vd->image;
 
 	vdisk_rq_file_io(rq, img->file,
-			 img->offset + ((u64)blk_rq_pos(rq) << SECTOR_SHIFT));
+			 img->offset + ((u64)blk_rq_pos(rq) << SECTOR_SHIFT),
+			 vd->dio_align);
 }
 
 const struct vdisk_format_ops vdisk_raw_ops = {

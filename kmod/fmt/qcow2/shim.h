@@ -6,7 +6,7 @@
  * place that knows which one it is in.
  *
  * Each shim provides:
- *  - u8, u16, u32, u64, s64, size_t, bool, true/false, NULL;
+ *  - u8, u16, u32, u64, s64, S64_MAX, size_t, bool, true/false, NULL;
  *  - memcpy, memset, memcmp, memchr, strlen, strcmp, strchr, strrchr,
  *    snprintf, vsnprintf (same names and semantics in both worlds);
  *  - the negative errno values the core returns (EIO, EINVAL, ENOMEM,
@@ -17,6 +17,7 @@
  *  - struct q2_mutex and q2_mutex_init/lock/unlock/destroy;
  *  - q2_warn_rl(fmt, ...): one rate-limited warning line;
  *  - Q2_PRINTF(a, b): printf format checking;
+ *  - BIT(), BIT_ULL(), ARRAY_SIZE();
  *  - struct q2_dctx: a decompressor for one cluster (see below).
  */
 #ifndef Q2_SHIM_H

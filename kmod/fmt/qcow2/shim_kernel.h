@@ -6,6 +6,7 @@
 #ifndef Q2_SHIM_KERNEL_H
 #define Q2_SHIM_KERNEL_H
 
+#include <linux/bits.h>
 #include <linux/errno.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
@@ -38,6 +39,7 @@ static inline void q2_free(const void *p)
 	kvfree(p);
 }
 
+/* What struct q2_mutex protects is documented where it is embedded. */
 struct q2_mutex {
 	struct mutex m;
 };

@@ -23,7 +23,19 @@ typedef uint32_t u32;
 typedef unsigned long long u64;
 typedef long long s64;
 
+#define S64_MAX		((s64)(~0ULL >> 1))
+
 #define Q2_PRINTF(a, b)	__attribute__((format(printf, a, b)))
+
+#ifndef BIT
+#define BIT(n)		(1UL << (n))
+#endif
+#ifndef BIT_ULL
+#define BIT_ULL(n)	(1ULL << (n))
+#endif
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
 
 static inline void *q2_alloc(size_t size)
 {

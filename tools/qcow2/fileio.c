@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * File ops for the qcow2 core in userspace, and backing-chain assembly.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "q2u.h"
+
+static int posix_pread(void *file, void *buf, size_t len, u64 off)
+{
+	struct q2u_file *f = file;
+	u8 *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = pread(f->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;	/* short read */
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static u64 posix_size(void *file)
+{
+	struct q2u_file *f = file;
+	struct stat st;
+	u64 bytes;
+
+	if (fstat(f->fd, &st))
+		return 0;
+	if (S_ISBLK(st.st_mode) && !ioctl(f->fd, BLKGETSIZE64, &bytes))
+		return bytes;
+	return st.st_size;
+}
+
+const struct q2_file_ops q2u_posix_ops = {
+	.pread = posix_pread,
+	.size = posix_size,
+};
+
+static int mem_pread(void *file, void *buf, size_t len, u64 off)
+{
+	const struct q2u_mem *m = file;
+	u8 *p = buf;
+
+	if (off > m->size || len > m->size - off)
+		return -EIO;
+	while (len) {
+		size_t n;
+
+		if (off < m->len) {
+			n = m->len - off < len ? m->len - off : len;
+			memcpy(p, m->data + off, n);
+		} else if (m->tile && off >= m->tile_off) {
+			u64 t = (off - m->tile_off) % m->tile_len;
+
+			n = m->tile_len - t < len ? m->tile_len - t : len;
+			memcpy(p, m->tile + t, n);
+		} else {
+			u64 stop = m->tile && m->tile_off > off ? m->tile_off : off + len;
+
+			n = stop - off < len ? stop - off : len;
+			memset(p, 0, n);
+		}
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static u64 mem_size(void *file)
+{
+	return ((const struct q2u_mem *)file)->size;
+}
+
+const struct q2_file_ops q2u_mem_ops = {
+	.pread = mem_pread,
+	.size = mem_size,
+};
+
+Q2_PRINTF(3, 4)
+static int fail(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* The backing name resolved as QEMU does: relative to the image's directory. */
+static char *resolve(const char *image, const char *name)
+{
+	char *copy, *dir, *out;
+
+	if (name[0] == '/')
+		return strdup(name);
+	copy = strdup(image);
+	if (!copy)
+		return NULL;
+	dir = dirname(copy);
+	if (asprintf(&out, "%s/%s", dir, name) < 0)
+		out = NULL;
+	free(copy);
+	return out;
+}
+
+static int open_layer(struct q2u_chain *c, const char *path, int want_fmt,
+		      const char *snapshot, u64 cache_bytes, char *err,
+		      size_t err_len)
+{
+	unsigned int i = c->nr;
+	struct q2_layer *l = &c->layers[i];
+	struct q2_open_args a = { 0 };
+	char msg[Q2_ERR_MAX];
+	struct stat st;
+	u8 magic[4];
+	bool qcow2;
+	int fd, ret;
+
+	if (i >= Q2_CHAIN_MAX)
+		return fail(err, err_len, "backing chain deeper than %d",
+			    Q2_CHAIN_MAX);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, err_len, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	c->files[i].fd = fd;
+	c->paths[i] = strdup(path);
+	c->nr++;
+	if (fstat(fd, &st))
+		return fail(err, err_len, "%s: cannot stat", path);
+	l->id[0] = st.st_dev;
+	l->id[1] = st.st_ino;
+	l->path = c->paths[i];
+	qcow2 = posix_size(&c->files[i]) >= 4 &&
+		!posix_pread(&c->files[i], magic, 4, 0) && q2_probe(magic, 4);
+	if (want_fmt == 1)
+		qcow2 = false;
+	else if (want_fmt == 2 && !qcow2)
+		return fail(err, err_len, "%s: not a qcow2 image", path);
+	if (!qcow2) {
+		if (snapshot)
+			return fail(err, err_len, "%s: raw images have no snapshots",
+				    path);
+		l->raw_size = posix_size(&c->files[i]);
+		return 0;
+	}
+	a.ops = &q2u_posix_ops;
+	a.file = &c->files[i];
+	a.snapshot = snapshot;
+	a.l2_cache_bytes = cache_bytes;
+	a.name = path;
+	a.err = msg;
+	a.err_len = sizeof(msg);
+	ret = q2_open(&a, &l->img);
+	if (ret)
+		snprintf(err, err_len, "%s: %s", path, msg);
+	return ret;
+}
+
+int q2u_chain_open(struct q2u_chain *c, const char *top,
+		   const char *const *backing, unsigned int nb_backing,
+		   const char *snapshot, u64 cache_bytes, char *err,
+		   size_t err_len)
+{
+	struct q2_info info;
+	unsigned int i;
+	int ret, fmt;
+	char *next;
+
+	memset(c, 0, sizeof(*c));
+	c->chain.layers = c->layers;
+	ret = open_layer(c, top, 0, snapshot, cache_bytes, err, err_len);
+	for (i = 0; !ret && i < nb_backing; i++)
+		ret = open_layer(c, backing[i], 0, NULL, cache_bytes, err, err_len);
+	/* Automatic resolution from the recorded names, iteratively. */
+	while (!ret && !nb_backing && c->layers[c->nr - 1].img) {
+		q2_get_info(c->layers[c->nr - 1].img, &info);
+		if (!info.backing_file)
+			break;
+		next = resolve(c->paths[c->nr - 1], info.backing_file);
+		if (!next)
+			return -ENOMEM;
+		fmt = 0;
+		if (info.backing_format && !strcmp(info.backing_format, "raw"))
+			fmt = 1;
+		else if (info.backing_format && !strcmp(info.backing_format, "qcow2"))
+			fmt = 2;
+		else if (info.backing_format)
+			ret = fail(err, err_len, "%s: unsupported backing format %s",
+				   next, info.backing_format);
+		if (!ret)
+			ret = open_layer(c, next, fmt, NULL, cache_bytes, err,
+					 err_len);
+		free(next);
+	}
+	c->chain.nr = c->nr;
+	if (!ret) {
+		char msg[Q2_ERR_MAX];
+
+		ret = q2_chain_check(&c->chain, msg, sizeof(msg));
+		if (ret)
+			snprintf(err, err_len, "%s", msg);
+	}
+	if (ret)
+		q2u_chain_close(c);
+	return ret;
+}
+
+void q2u_chain_close(struct q2u_chain *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->nr; i++) {
+		q2_close(c->layers[i].img);
+		close(c->files[i].fd);
+		free(c->paths[i]);
+	}
+	memset(c, 0, sizeof(*c));
+}
+
+int q2u_chain_read(struct q2u_chain *c, void *buf, u64 off, size_t len)
+{
+	struct q2_chain_extent cx;
+	u8 *p = buf;
+	int ret;
+
+	while (len) {
+		ret = q2_chain_map(&c->chain, off, len, &cx);
+		if (ret)
+			return ret;
+		if (!cx.ext.len || cx.ext.len > len)
+			return -EIO;	/* cannot happen: the core's contract */
+		switch (cx.ext.type) {
+		case Q2_DATA:
+			ret = posix_pread(&c->files[cx.layer], p, cx.ext.len,
+					  cx.ext.host_off);
+			break;
+		case Q2_COMPRESSED:
+			ret = q2_read_compressed(c->layers[cx.layer].img, &cx.ext,
+						 0, p, cx.ext.len);
+			break;
+		default:
+			memset(p, 0, cx.ext.len);
+			ret = 0;
+			break;
+		}
+		if (ret)
+			return ret;
+		p += cx.ext.len;
+		off += cx.ext.len;
+		len -= cx.ext.len;
+	}
+	return 0;
+}
