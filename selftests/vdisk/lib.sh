@@ -173,3 +173,27 @@ print(str(v).lower() if isinstance(v, bool) else v)' "$2"
 }
 
 vd_need_module
+
+# sha256 of what qemu-img says IMAGE contains, cut to the device's size.
+# Extra arguments go to qemu-img convert (e.g. -l snapshot.name=s1).
+qemu_raw_sha() {
+	local img=$1 bytes=$2
+	shift 2
+	qemu-img convert "$@" -O raw "$img" "$VD_DIR/.oracle.raw" || return 1
+	head -c "$bytes" "$VD_DIR/.oracle.raw" | sha256sum | cut -d' ' -f1
+	rm -f "$VD_DIR/.oracle.raw"
+}
+
+# Attach IMAGE (with extra attach args) and check the whole device equals
+# qemu-img's raw conversion.  Usage: oracle_check IMAGE [ATTACH ARGS...]
+# Set ORACLE_ARGS for qemu-img convert (snapshots).
+oracle_check() {
+	local img=$1 size want got
+	shift
+	attach "$@" "$img"
+	size=$(blockdev --getsize64 "$DEV")
+	want=$(qemu_raw_sha "$img" "$size" ${ORACLE_ARGS:-}) || fail "qemu-img convert $img failed"
+	got=$(sha256sum <"$DEV" | cut -d' ' -f1)
+	[ "$got" = "$want" ] || fail "$img: device content differs from qemu-img convert ($*)"
+	detach "$DEV"
+}
