@@ -70,11 +70,14 @@ for t in "${tests[@]}"; do
 		rc=1
 	fi
 
-	# A test must leave no device behind.
+	# A test must leave no device behind.  Clean up after it (a killed
+	# test may leave mounts), so the next test starts from nothing.
 	left=$(ls -d /sys/block/vdisk* 2>/dev/null | xargs -r -n1 basename | tr '\n' ' ')
 	if [ -n "$left" ]; then
 		echo "# devices left attached: $left" >>"$log"
-		for d in $left; do "$VDISKCTL" detach "$d" >/dev/null 2>&1 || "$VDISKCTL" detach --lazy "$d" >/dev/null 2>&1; done
+		awk '$1 ~ "^/dev/vdisk" { print $2 }' /proc/mounts | sort -r |
+			while read -r m; do umount -l "$m"; done
+		"$VDISKCTL" detach --all >/dev/null 2>&1
 		[ $rc -eq 0 ] && { reason="left devices attached"; rc=1; }
 	fi
 
