@@ -35,11 +35,15 @@ struct attach_opts {
 	uint64_t offset, sizelimit;
 	uint32_t cache, sector_size, index;
 	const char *name;
+	const char *snapshot;	/* qcow2: attach this internal snapshot */
+	bool has_cache_size;
+	uint64_t cache_size;	/* qcow2: metadata cache bytes */
+	struct vdisk_chain chain;	/* qcow2: the layers below FILE */
 };
 
 enum {
 	OPT_NO_PARTSCAN = 0x100, OPT_CACHE, OPT_AUTOCLEAR, OPT_NAME, OPT_INDEX,
-	OPT_HELP,
+	OPT_HELP, OPT_SNAPSHOT, OPT_CACHE_SIZE,
 };
 
 static const struct option long_opts[] = {
@@ -53,6 +57,8 @@ static const struct option long_opts[] = {
 	{ "autoclear",	 no_argument,	    NULL, OPT_AUTOCLEAR },
 	{ "name",	 required_argument, NULL, OPT_NAME },
 	{ "index",	 required_argument, NULL, OPT_INDEX },
+	{ "snapshot",	 required_argument, NULL, OPT_SNAPSHOT },
+	{ "cache-size",	 required_argument, NULL, OPT_CACHE_SIZE },
 	{ "help",	 no_argument,	    NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -136,6 +142,21 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o)
 			}
 			o->has_index = true;
 			break;
+		case OPT_SNAPSHOT:
+			if (!*optarg) {
+				errf(CMD, NULL, "empty snapshot name");
+				return EXIT_USAGE;
+			}
+			/* Snapshots are read-only: never open the image for writing. */
+			o->snapshot = optarg;
+			o->flags |= VDISK_FLAG_READ_ONLY;
+			break;
+		case OPT_CACHE_SIZE:
+			ret = get_size_arg(CMD, "cache size", optarg, &o->cache_size);
+			if (ret)
+				return ret;
+			o->has_cache_size = true;
+			break;
 		case 'h':
 			print_usage(CMD);
 			return -1;	/* done, successfully */
@@ -190,9 +211,63 @@ static int open_image(struct attach_opts *o)
 }
 
 /*
- * The whole ADD request.  Backing chains (VDISK_ATTR_BACKING), snapshots
- * and the metadata cache size will be added here.
+ * A qcow2 image (by its magic, or as --format says) gets its backing chain
+ * opened here; a raw one has none, whatever its first bytes.
  */
+static int open_chain(struct attach_opts *o)
+{
+	char err[512];
+	int ret;
+
+	if (o->format == VDISK_FORMAT_RAW)
+		return 0;
+	if (o->format == VDISK_FORMAT_AUTO) {
+		ret = image_probe_qcow2(o->fd);
+		if (ret < 0) {
+			errf(CMD, o->file, "%s", strerror(-ret));
+			return -1;
+		}
+		if (!ret)
+			return 0;
+	}
+	if (chain_resolve(o->file, o->fd, &o->chain, err, sizeof(err))) {
+		errf(CMD, o->file, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * VDISK_ATTR_BACKING: a nested array, one nest per layer typed 1, 2, ...
+ * (NLA_POLICY_NESTED_ARRAY), nearest first.  The kernel takes its own
+ * references on the descriptors and re-checks paths and formats.
+ */
+static int put_backing(struct nl_msg *msg, const struct vdisk_chain *c)
+{
+	struct nlattr *chain, *layer;
+	unsigned int i;
+
+	if (!c->nr)
+		return 0;
+	chain = nla_nest_start(msg, VDISK_ATTR_BACKING | NLA_F_NESTED);
+	if (!chain)
+		return -ENOMEM;
+	for (i = 0; i < c->nr; i++) {
+		const struct vdisk_layer *l = &c->layer[i];
+
+		layer = nla_nest_start(msg, (i + 1) | NLA_F_NESTED);
+		if (!layer ||
+		    nla_put_u32(msg, VDISK_LAYER_ATTR_FD, l->fd) < 0 ||
+		    nla_put_string(msg, VDISK_LAYER_ATTR_PATH, l->path) < 0 ||
+		    nla_put_u32(msg, VDISK_LAYER_ATTR_FORMAT, l->format) < 0)
+			return -ENOMEM;
+		nla_nest_end(msg, layer);
+	}
+	nla_nest_end(msg, chain);
+	return 0;
+}
+
+/* The whole ADD request. */
 static int attach_put_attrs(struct nl_msg *msg, const struct attach_opts *o)
 {
 	if (nla_put_u32(msg, VDISK_ATTR_FD, o->fd) < 0 ||
@@ -215,7 +290,12 @@ static int attach_put_attrs(struct nl_msg *msg, const struct attach_opts *o)
 		return -ENOMEM;
 	if (o->has_index && nla_put_u32(msg, VDISK_ATTR_INDEX, o->index) < 0)
 		return -ENOMEM;
-	return 0;
+	if (o->snapshot && nla_put_string(msg, VDISK_ATTR_SNAPSHOT, o->snapshot) < 0)
+		return -ENOMEM;
+	if (o->has_cache_size &&
+	    nla_put_u64(msg, VDISK_ATTR_CACHE_SIZE, o->cache_size) < 0)
+		return -ENOMEM;
+	return put_backing(msg, &o->chain);
 }
 
 static int got_device(struct nlattr **tb, uint8_t cmd, void *arg)
@@ -243,7 +323,7 @@ static bool wait_for_node(const struct vdisk_info *d)
 int cmd_attach(int argc, char **argv)
 {
 	struct attach_opts o = { .fd = -1, .format = VDISK_FORMAT_AUTO };
-	struct vdisk_info d;
+	struct vdisk_info d = { 0 };
 	struct nl_msg *msg;
 	struct vnl nl;
 	int ret;
@@ -253,8 +333,10 @@ int cmd_attach(int argc, char **argv)
 		return ret < 0 ? 0 : ret;
 	if (open_image(&o))
 		return EXIT_OPERATION;
-
 	ret = EXIT_OPERATION;
+	if (open_chain(&o))
+		goto out;
+
 	if (vnl_open(&nl, CMD))
 		goto out;
 	msg = vnl_request(&nl, VDISK_CMD_ADD, 0);
@@ -263,23 +345,31 @@ int cmd_attach(int argc, char **argv)
 		errf(CMD, o.file, "%s", strerror(ENOMEM));
 		goto out_nl;
 	}
-	memset(&d, 0, sizeof(d));
 	if (vnl_call(&nl, msg, got_device, &d) < 0) {
 		vnl_perror(&nl, o.file);
 		goto out_nl;
 	}
+	/* The kernel holds its own references now. */
 	close(o.fd);
 	o.fd = -1;
+	chain_close(&o.chain);
+	/* A description too big for the kernel's reply arrives as nothing. */
+	if (!d.dev[0]) {
+		errf(CMD, o.file, "attached, but the kernel's reply named no device");
+		goto out_nl;
+	}
 
 	if (!wait_for_node(&d))
 		errf(CMD, o.file, "%s did not appear within 5 seconds", d.dev);
 	printf("%s\n", d.dev);
 	ret = 0;
 out_nl:
+	dev_info_free(&d);
 	vnl_close(&nl);
 out:
 	if (o.fd >= 0)
 		close(o.fd);
+	chain_close(&o.chain);
 	free(o.path);
 	return ret;
 }

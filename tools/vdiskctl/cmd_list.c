@@ -41,6 +41,7 @@ static int list_some(struct vnl *nl, int argc, char **argv,
 		}
 		if (dev_get(nl, &sel, d) < 0) {
 			vnl_perror(nl, argv[i]);
+			dev_info_free(d);
 			list->n--;
 			ret = EXIT_OPERATION;
 		}

@@ -54,6 +54,17 @@ static const char *event_name(uint8_t cmd)
 	return NULL;
 }
 
+/* " backing=LAYER1,LAYER2": the chain below the image, nearest first. */
+static void print_backing(const struct vdisk_info *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->nr_backing; i++) {
+		fputs(i ? "," : " backing=", stdout);
+		text_string(stdout, d->backing[i].path ? d->backing[i].path : "?");
+	}
+}
+
 static void print_text(const char *event, uint8_t cmd, const struct vdisk_info *d)
 {
 	printf("%s %s", event, d->dev);
@@ -68,6 +79,7 @@ static void print_text(const char *event, uint8_t cmd, const struct vdisk_info *
 			fputs(" backing-file=", stdout);
 			text_string(stdout, d->path);
 		}
+		print_backing(d);
 		break;
 	case VDISK_CMD_EVENT_RESIZE:
 		printf(" size=%" PRIu64, d->size);
@@ -100,6 +112,7 @@ static int on_event(struct nl_msg *msg, void *arg)
 	} else {
 		print_text(event, cmd, &d);
 	}
+	dev_info_free(&d);
 	if (fflush(stdout) == EOF) {
 		m->err = errno;
 		return NL_STOP;

@@ -107,9 +107,65 @@ static uint64_t get_u64(struct nlattr *a)
 	return a ? nla_get_u64(a) : 0;
 }
 
-/* Absent attributes read as zero, so newer or older kernels still list. */
+static struct nla_policy layer_policy[VDISK_LAYER_ATTR_MAX + 1] = {
+	[VDISK_LAYER_ATTR_FD]	  = { .type = NLA_U32 },
+	[VDISK_LAYER_ATTR_PATH]	  = { .type = NLA_STRING, .maxlen = VDISK_PATH_MAX },
+	[VDISK_LAYER_ATTR_FORMAT] = { .type = NLA_U32 },
+};
+
+/* The nested array of layer nests (types 1, 2, ...), nearest first. */
+static int backing_from_attr(struct nlattr *chain, struct vdisk_info *d)
+{
+	struct nlattr *lt[VDISK_LAYER_ATTR_MAX + 1];
+	struct nlattr *layer;
+	unsigned int n = 0;
+	int rem;
+
+	nla_for_each_nested(layer, chain, rem)
+		n++;
+	if (!n)
+		return 0;
+	d->backing = calloc(n, sizeof(*d->backing));
+	if (!d->backing)
+		return -ENOMEM;
+	nla_for_each_nested(layer, chain, rem) {
+		struct vdisk_layer_info *l = &d->backing[d->nr_backing];
+
+		if (nla_parse_nested(lt, VDISK_LAYER_ATTR_MAX, layer,
+				     layer_policy) < 0)
+			return -EBADMSG;
+		d->nr_backing++;
+		l->format = get_u32(lt[VDISK_LAYER_ATTR_FORMAT]);
+		if (lt[VDISK_LAYER_ATTR_PATH]) {
+			l->path = strdup(nla_get_string(lt[VDISK_LAYER_ATTR_PATH]));
+			if (!l->path)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void dev_info_free(struct vdisk_info *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < d->nr_backing; i++)
+		free(d->backing[i].path);
+	free(d->backing);
+	free(d->snapshot);
+	d->backing = NULL;
+	d->nr_backing = 0;
+	d->snapshot = NULL;
+}
+
+/*
+ * Absent attributes read as zero, so newer or older kernels still list.
+ * On success @d may own memory: dev_info_free() it.
+ */
 int dev_from_attrs(struct nlattr **tb, struct vdisk_info *d)
 {
+	int ret;
+
 	memset(d, 0, sizeof(*d));
 	if (!tb[VDISK_ATTR_INDEX] || !tb[VDISK_ATTR_DISK_NAME])
 		return -EBADMSG;
@@ -134,6 +190,22 @@ int dev_from_attrs(struct nlattr **tb, struct vdisk_info *d)
 	d->offset = get_u64(tb[VDISK_ATTR_OFFSET]);
 	d->sizelimit = get_u64(tb[VDISK_ATTR_SIZELIMIT]);
 	d->size = get_u64(tb[VDISK_ATTR_SIZE]);
+	if (tb[VDISK_ATTR_CACHE_SIZE]) {
+		d->cache_size = nla_get_u64(tb[VDISK_ATTR_CACHE_SIZE]);
+		d->has_cache_size = true;
+	}
+	if (tb[VDISK_ATTR_SNAPSHOT]) {
+		d->snapshot = strdup(nla_get_string(tb[VDISK_ATTR_SNAPSHOT]));
+		if (!d->snapshot)
+			return -ENOMEM;
+	}
+	if (tb[VDISK_ATTR_BACKING]) {
+		ret = backing_from_attr(tb[VDISK_ATTR_BACKING], d);
+		if (ret < 0) {
+			dev_info_free(d);
+			return ret;
+		}
+	}
 	return 0;
 }
 
@@ -167,6 +239,7 @@ struct vdisk_info *dev_list_push(struct vdisk_list *list)
 		list->v = v;
 		list->cap = cap;
 	}
+	memset(&list->v[list->n], 0, sizeof(list->v[0]));
 	return &list->v[list->n++];
 }
 
@@ -198,6 +271,10 @@ int dev_dump(struct vnl *nl, struct vdisk_list *list)
 
 void dev_list_free(struct vdisk_list *list)
 {
+	size_t i;
+
+	for (i = 0; i < list->n; i++)
+		dev_info_free(&list->v[i]);
 	free(list->v);
 	memset(list, 0, sizeof(*list));
 }

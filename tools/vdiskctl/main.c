@@ -18,6 +18,11 @@ static const struct command {
 	  "Usage: vdiskctl attach [OPTIONS] FILE\n"
 	  "Attach FILE and print the new device path.\n"
 	  "\n"
+	  "A qcow2 image's backing files are found as qemu-img finds them\n"
+	  "(relative names against the directory of the image that names them),\n"
+	  "opened read-only with your rights and attached with it, at most 16\n"
+	  "layers below FILE.\n"
+	  "\n"
 	  "  -r, --read-only          attach read-only\n"
 	  "  -o, --offset BYTES       start at this byte offset in FILE (raw)\n"
 	  "  -s, --sizelimit BYTES    device size limit in bytes (raw)\n"
@@ -28,6 +33,9 @@ static const struct command {
 	  "      --autoclear          detach when the last user closes the device\n"
 	  "      --name NAME          a name to select the device by\n"
 	  "      --index N            ask for /dev/vdiskN\n"
+	  "      --snapshot NAME|ID   attach a qcow2 internal snapshot (read-only;\n"
+	  "                           an ID is matched first, as qemu-img does)\n"
+	  "      --cache-size BYTES   qcow2 metadata (L2 table) cache per device\n"
 	  "\n"
 	  "BYTES take a K, M, G, T, P, E suffix (or KiB...: powers of 1024;\n"
 	  "KB...: powers of 1000).\n" },
@@ -40,7 +48,9 @@ static const struct command {
 	  "  -l, --lazy   if a device is open, detach it at last close\n" },
 	{ "list", cmd_list, "list attached devices (the default command)",
 	  "Usage: vdiskctl list [--json] [--bytes] [DEV...]\n"
-	  "List attached devices, or only the given ones.\n"
+	  "List attached devices, or only the given ones.  BACKING-FILE shows a\n"
+	  "qcow2 image as FILE[ @SNAPSHOT] -> LAYER1 -> LAYER2 ... (its backing\n"
+	  "chain, nearest first).\n"
 	  "\n"
 	  "  -J, --json    print JSON\n"
 	  "  -b, --bytes   print SIZE in bytes\n" },
@@ -58,6 +68,17 @@ static const struct command {
 	  "      --cache MODE    none, writeback or writethrough\n"
 	  "      --autoclear     detach when the last user closes the device\n"
 	  "      --no-autoclear  do not\n" },
+	{ "info", cmd_info, "describe an image file (qcow2 or raw)",
+	  "Usage: vdiskctl info [--json] FILE\n"
+	  "Describe FILE as qemu-img info does: format, virtual and disk size,\n"
+	  "cluster size, backing file, snapshots, format details; plus the\n"
+	  "backing chain as attach would resolve it (layer 0 is FILE) and the\n"
+	  "qcow2 header's feature bits.  Needs no kernel module.\n"
+	  "\n"
+	  "  -J, --json   print one JSON object (qemu-img's key names)\n"
+	  "\n"
+	  "Fails if FILE cannot be parsed, or (after printing) if its backing\n"
+	  "chain cannot be resolved.\n" },
 	{ "monitor", cmd_monitor, "print device events as they happen",
 	  "Usage: vdiskctl monitor [--json] [--count N]\n"
 	  "Print one line per attach, detach, resize or change event.\n"

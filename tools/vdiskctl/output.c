@@ -159,6 +159,22 @@ static const char *json_bool(bool b)
 	return b ? "true" : "false";
 }
 
+/* Always present, [] without a chain: one shape for every device. */
+static void json_backing(FILE *f, const struct vdisk_info *d)
+{
+	unsigned int i;
+
+	fputs(", \"backing-chain\": [", f);
+	for (i = 0; i < d->nr_backing; i++) {
+		fputs(i ? ", {\"path\": " : "{\"path\": ", f);
+		json_string(f, d->backing[i].path);
+		fputs(", \"format\": ", f);
+		json_string(f, format_name(d->backing[i].format));
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
 void json_device(FILE *f, const struct vdisk_info *d, const char *event)
 {
 	fputc('{', f);
@@ -187,7 +203,15 @@ void json_device(FILE *f, const struct vdisk_info *d, const char *event)
 	fprintf(f, ", \"sector\": %" PRIu32 ", \"backing-file\": ", d->sector_size);
 	json_string(f, d->has_path ? d->path : NULL);
 	fprintf(f, ", \"major\": %" PRIu32 ", \"minor\": %" PRIu32
-		", \"openers\": %" PRIu32 "}", d->major, d->minor, d->openers);
+		", \"openers\": %" PRIu32, d->major, d->minor, d->openers);
+	json_backing(f, d);
+	fputs(", \"snapshot\": ", f);
+	json_string(f, d->snapshot);
+	fputs(", \"cache-size\": ", f);
+	if (d->has_cache_size)
+		fprintf(f, "%" PRIu64 "}", d->cache_size);
+	else
+		fputs("null}", f);
 }
 
 void print_json(const struct vdisk_info *v, size_t n)
@@ -245,6 +269,34 @@ static char *fmt_cell(const char *fmt, ...)
 	return s;
 }
 
+/*
+ * The BACKING-FILE cell: the image, " @SNAPSHOT" if attached at one, then
+ * the chain below it as " -> LAYER", nearest first.  Caller frees.
+ */
+char *backing_text(const struct vdisk_info *d)
+{
+	char *top = d->has_path ? text_escape(d->path) : strdup("-");
+	char *snap = d->snapshot ? text_escape(d->snapshot) : NULL;
+	char *out = NULL, *next;
+	unsigned int i;
+
+	if (!top || (d->snapshot && !snap))
+		goto out;
+	out = snap ? fmt_cell("%s @%s", top, snap) : strdup(top);
+	for (i = 0; out && i < d->nr_backing; i++) {
+		char *layer = text_escape(d->backing[i].path ? d->backing[i].path : "?");
+
+		next = layer ? fmt_cell("%s -> %s", out, layer) : NULL;
+		free(layer);
+		free(out);
+		out = next;
+	}
+out:
+	free(top);
+	free(snap);
+	return out;
+}
+
 static void fill_row(char **row, const struct vdisk_info *d, bool bytes)
 {
 	char size[32];
@@ -264,7 +316,7 @@ static void fill_row(char **row, const struct vdisk_info *d, bool bytes)
 	row[COL_CACHE] = strdup(cache_name(d->cache));
 	row[COL_SECTOR] = fmt_cell("%" PRIu32, d->sector_size);
 	row[COL_LABEL] = d->label[0] ? text_escape(d->label) : strdup("-");
-	row[COL_BACKING] = d->has_path ? text_escape(d->path) : strdup("-");
+	row[COL_BACKING] = backing_text(d);
 }
 
 static void print_row(char *const *row, const size_t *width)

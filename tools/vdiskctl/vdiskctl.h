@@ -17,6 +17,12 @@
 #define EXIT_OPERATION	1
 #define EXIT_USAGE	2
 
+/* One layer of a device's backing chain, as replies describe it. */
+struct vdisk_layer_info {
+	char *path;			/* NULL if the reply had none */
+	uint32_t format;
+};
+
 /* One device as a GET reply or an event describes it. */
 struct vdisk_info {
 	uint32_t index;
@@ -31,6 +37,12 @@ struct vdisk_info {
 	uint32_t sector_size;
 	uint32_t major, minor, openers;
 	uint64_t offset, sizelimit, size;
+	/* qcow2; heap-allocated, released by dev_info_free() */
+	char *snapshot;			/* attached at this snapshot, or NULL */
+	bool has_cache_size;
+	uint64_t cache_size;
+	struct vdisk_layer_info *backing;	/* nearest layer first */
+	unsigned int nr_backing;
 };
 
 struct vdisk_list {
@@ -53,6 +65,20 @@ struct vdisk_change {
 	uint64_t size;
 };
 
+/* One image below another, opened by chain_resolve() (backing.c). */
+struct vdisk_layer {
+	int fd;			/* read-only, opened with the caller's rights */
+	char *file;		/* as resolved from the name above: messages */
+	char *path;		/* canonical: the kernel's PATH, display */
+	uint32_t format;	/* VDISK_FORMAT_RAW or VDISK_FORMAT_QCOW2 */
+};
+
+/* The backing chain below one image, nearest layer first. */
+struct vdisk_chain {
+	unsigned int nr;
+	struct vdisk_layer layer[VDISK_BACKING_MAX];
+};
+
 struct nlattr;
 struct nl_msg;
 struct vnl;
@@ -67,6 +93,7 @@ int cmd_list(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_set(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 /* cmd_set.c: send @ch for the device that @dev (as given) selects. */
 int set_device(const char *cmd, const char *dev, const struct vdisk_change *ch);
@@ -84,10 +111,24 @@ int get_size_arg(const char *cmd, const char *what, const char *arg,
 		 uint64_t *out);
 int get_cache_arg(const char *cmd, const char *arg, uint32_t *out);
 
+/* backing.c */
+/* 1 if the file on @fd starts with the qcow2 magic, 0 if not, or -errno. */
+int image_probe_qcow2(int fd);
+void clear_nonblock(int fd);
+/*
+ * Open the chain below the qcow2 image @file, open on @fd: layer names
+ * resolved as qemu-img does, at most VDISK_BACKING_MAX layers, no loops.
+ * Returns 0, or -errno with a one-line reason in @err (nothing left open).
+ */
+int chain_resolve(const char *file, int fd, struct vdisk_chain *c, char *err,
+		  size_t len);
+void chain_close(struct vdisk_chain *c);
+
 /* device.c */
 int dev_selector(const char *arg, struct vdisk_sel *sel, const char **why);
 int dev_put_selector(struct nl_msg *msg, const struct vdisk_sel *sel);
 int dev_from_attrs(struct nlattr **tb, struct vdisk_info *d);
+void dev_info_free(struct vdisk_info *d);
 int dev_get(struct vnl *nl, const struct vdisk_sel *sel, struct vdisk_info *d);
 int dev_dump(struct vnl *nl, struct vdisk_list *list);
 struct vdisk_info *dev_list_push(struct vdisk_list *list);
@@ -102,5 +143,6 @@ void json_string(FILE *f, const char *s);
 void json_device(FILE *f, const struct vdisk_info *d, const char *event);
 void print_table(const struct vdisk_info *v, size_t n, bool bytes);
 void print_json(const struct vdisk_info *v, size_t n);
+char *backing_text(const struct vdisk_info *d);
 
 #endif
