@@ -17,6 +17,12 @@
 
 static struct genl_family vdisk_family;
 
+/*
+ * Largest device description: the backing nest's length is a u16, so the
+ * paths in it must stay well below 64 KiB.  ADD refuses chains beyond it.
+ */
+#define VDISK_NL_DESC_MAX	(48 * 1024)
+
 void vdisk_nl_err(struct netlink_ext_ack *extack, const char *fmt, ...)
 {
 	va_list args;
@@ -103,6 +109,56 @@ static const struct nla_policy vdisk_set_policy[VDISK_ATTR_MAX + 1] = {
 /* ---------------------------------------------------------------------- */
 /* Device descriptions                                                    */
 
+static size_t vdisk_nl_str_size(const char *str)
+{
+	return str ? nla_total_size(strlen(str) + 1) : 0;
+}
+
+/*
+ * Attribute bytes of a device description, apart from its strings: the
+ * u32s, the u64s, the disk name and one backing nest with @layers layers.
+ */
+static size_t vdisk_nl_fixed_size(unsigned int layers)
+{
+	return 10 * nla_total_size(sizeof(u32)) +
+	       5 * nla_total_size_64bit(sizeof(u64)) +
+	       nla_total_size(VDISK_DISK_NAME_MAX) +
+	       nla_total_size(0) +
+	       layers * (nla_total_size(0) + nla_total_size(sizeof(u32)));
+}
+
+/* Payload bytes vdisk_nl_fill() needs for @vd (attributes only). */
+static size_t vdisk_nl_desc_size(struct vdisk_device *vd)
+{
+	struct vdisk_image *img = &vd->image;
+	unsigned int layers = 0;
+	size_t size = 0;
+	struct vdisk_image *b;
+
+	for (b = img->backing; b; b = b->backing) {
+		size += vdisk_nl_str_size(b->path);
+		layers++;
+	}
+	return size + vdisk_nl_fixed_size(layers) +
+	       vdisk_nl_str_size(vd->name[0] ? vd->name : NULL) +
+	       vdisk_nl_str_size(img->path) +
+	       vdisk_nl_str_size(img->snapshot);
+}
+
+/* The same, before the device exists: the strings all come from @cfg. */
+static size_t vdisk_nl_cfg_size(const struct vdisk_config *cfg)
+{
+	size_t size = vdisk_nl_fixed_size(cfg->nr_backing) +
+		      vdisk_nl_str_size(cfg->name[0] ? cfg->name : NULL) +
+		      vdisk_nl_str_size(cfg->path) +
+		      vdisk_nl_str_size(cfg->snapshot);
+	unsigned int i;
+
+	for (i = 0; i < cfg->nr_backing; i++)
+		size += vdisk_nl_str_size(cfg->backing[i].path);
+	return size;
+}
+
 /* The backing chain below @img as a nested array of layer nests. */
 static int vdisk_nl_put_chain(struct sk_buff *skb, struct vdisk_image *img)
 {
@@ -185,10 +241,10 @@ void vdisk_nl_notify(struct vdisk_device *vd, u8 cmd)
 {
 	struct sk_buff *skb;
 
-	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	skb = genlmsg_new(vdisk_nl_desc_size(vd), GFP_KERNEL);
 	if (!skb)
 		return;
-	if (vdisk_nl_fill(skb, vd, 0, 0, 0, cmd)) {
+	if (WARN_ON_ONCE(vdisk_nl_fill(skb, vd, 0, 0, 0, cmd))) {
 		nlmsg_free(skb);
 		return;
 	}
@@ -200,7 +256,7 @@ static int vdisk_nl_reply(struct vdisk_device *vd, struct genl_info *info)
 	struct sk_buff *skb;
 	int ret;
 
-	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	skb = genlmsg_new(vdisk_nl_desc_size(vd), GFP_KERNEL);
 	if (!skb)
 		return -ENOMEM;
 	ret = vdisk_nl_fill(skb, vd, info->snd_portid, info->snd_seq, 0,
@@ -404,6 +460,13 @@ static int vdisk_nl_get_backing(struct genl_info *info,
 			     VDISK_FORMAT_AUTO;
 		cfg->nr_backing++;
 	}
+	if (vdisk_nl_cfg_size(cfg) > VDISK_NL_DESC_MAX) {
+		vdisk_nl_attr_err(info, VDISK_ATTR_BACKING,
+				  "backing paths total over %u bytes; use shorter paths",
+				  VDISK_NL_DESC_MAX - 1024);
+		ret = -ENAMETOOLONG;
+		goto out_put;
+	}
 	return 0;
 
 out_put:
@@ -437,7 +500,8 @@ static int vdisk_nl_add(struct sk_buff *skb, struct genl_info *info)
 	if (ret)
 		goto out_fput;
 
-	reply = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	/* Sized and allocated before the device exists: no reply can fail. */
+	reply = genlmsg_new(vdisk_nl_cfg_size(&cfg), GFP_KERNEL);
 	if (!reply) {
 		ret = -ENOMEM;
 		goto out_put_backing;
@@ -510,6 +574,30 @@ static int vdisk_nl_dump_one(struct vdisk_device *vd, void *arg)
 			     NETLINK_CB(ctx->cb->skb).portid,
 			     ctx->cb->nlh->nlmsg_seq, NLM_F_MULTI,
 			     VDISK_CMD_GET);
+}
+
+static int vdisk_nl_dump_size(struct vdisk_device *vd, void *arg)
+{
+	size_t *max = arg;
+
+	*max = max(*max, vdisk_nl_desc_size(vd));
+	return 0;
+}
+
+/*
+ * A dump skb must hold the largest description, which long chain paths
+ * can make bigger than the default allocation.
+ */
+static int vdisk_nl_dump_start(struct netlink_callback *cb)
+{
+	size_t max = 0;
+	int pos = 0;
+
+	mutex_lock(&vdisk_devices_lock);
+	vdisk_dev_for_each(vdisk_nl_dump_size, &max, &pos);
+	mutex_unlock(&vdisk_devices_lock);
+	cb->min_dump_alloc = nlmsg_total_size(genlmsg_total_size(max));
+	return 0;
 }
 
 static int vdisk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
@@ -620,6 +708,7 @@ static const struct genl_ops vdisk_genl_ops[] = {
 	{
 		.cmd		= VDISK_CMD_GET,
 		.doit		= vdisk_nl_get,
+		.start		= vdisk_nl_dump_start,
 		.dumpit		= vdisk_nl_dump,
 		.policy		= vdisk_get_policy,
 		.maxattr	= VDISK_ATTR_MAX,

@@ -9,10 +9,10 @@ mk() { qemu-img create -q -f qcow2 "$@" || fail "qemu-img create $*"; }
 
 # Scattered writes, zero clusters, discards; every cluster size.
 for cs in 512 4096 65536 2097152; do
-	mk -o cluster_size=$cs c$cs.qcow2 40M
+	mk -o cluster_size=$cs c$cs.qcow2 24M
 	io -c "write -P 0x11 0 5k" -c "write -P 0x22 1000k 300k" \
 		-c "write -P 0x33 8M 3M" -c "write -z 9M 512k" \
-		-c "discard 10M 512k" -c "write -P 0x44 39M 1M" c$cs.qcow2
+		-c "discard 10M 512k" -c "write -P 0x44 23M 1M" c$cs.qcow2
 	oracle_check c$cs.qcow2
 done
 
@@ -39,7 +39,7 @@ python3 - <<'PY'
 import random
 r = random.Random(7)
 with open("src.raw", "wb") as f:
-    for i in range(24):
+    for i in range(12):
         if i % 3 == 0:
             f.write(bytes(1 << 20))                       # zeros
         elif i % 3 == 1:

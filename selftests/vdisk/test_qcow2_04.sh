@@ -1,0 +1,97 @@
+#!/bin/bash
+# Backing chains: resolved by vdiskctl like qemu-img (relative names
+# against the naming image's directory), checked by the kernel, read
+# through byte-identical; loops, missing files and over-deep chains are
+# refused with a reason.
+. ./lib.sh
+
+cd "$VD_DIR"
+q() { "$@" >/dev/null || fail "$*"; }
+mkdir -p base images elsewhere
+
+# raw base (8M) <- qcow2 mid (12M) <- qcow2 top (16M): each layer smaller
+# than the one above, different data written at each level.
+truncate -s 8M base/base.raw
+q qemu-io -f raw -c "write -P 0x01 0 8M" base/base.raw
+q qemu-img create -q -f qcow2 -b ../base/base.raw -F raw base/mid.qcow2 12M
+q qemu-io -c "write -P 0x02 1M 2M" -c "write -z 4M 1M" -c "write -P 0x03 10M 1M" base/mid.qcow2
+q qemu-img create -q -f qcow2 -b ../base/mid.qcow2 -F qcow2 images/top.qcow2 16M
+q qemu-io -c "write -P 0x04 2M 512k" -c "write -P 0x05 15M 1M" images/top.qcow2
+cd elsewhere
+oracle_check ../images/top.qcow2
+attach --cache-size 256K ../images/top.qcow2
+cd ..
+json=$("$VDISKCTL" list --json "$DEV")
+JSON=$json python3 - "$VD_DIR" <<'PY' || fail "chain not in list --json: $json"
+import json, os, sys
+d = json.loads(os.environ["JSON"])["vdisks"][0]
+base = sys.argv[1]
+chain = [(l["path"], l["format"]) for l in d["backing-chain"]]
+assert chain == [(base + "/base/mid.qcow2", "qcow2"), (base + "/base/base.raw", "raw")], chain
+assert d["cache-size"] == 256 << 10, d
+assert d["format"] == "qcow2" and d["ro"] is True, d
+PY
+"$VDISKCTL" list | grep -q "top.qcow2 -> .*mid.qcow2 -> .*base.raw" || fail "chain not in list"
+detach "$DEV"
+
+# info describes the chain like qemu-img info does.
+"$VDISKCTL" info images/top.qcow2 >info.txt || fail "vdiskctl info failed"
+grep -q "backing file: ../base/mid.qcow2" info.txt || fail "info lacks the backing file: $(cat info.txt)"
+vsize=$("$VDISKCTL" info --json images/top.qcow2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
+assert_eq "$vsize" $((16 << 20)) "info virtual size"
+
+# A missing backing file is named.
+q qemu-img create -q -f qcow2 -u -b gone.qcow2 -F qcow2 orphan.qcow2 4M
+expect_fail "gone.qcow2" "$VDISKCTL" attach orphan.qcow2
+
+# A loop (a names b, b names a) is refused.
+q qemu-img create -q -f qcow2 a.qcow2 4M
+q qemu-img create -q -f qcow2 -b a.qcow2 -F qcow2 b.qcow2 4M
+q qemu-img rebase -u -b b.qcow2 -F qcow2 a.qcow2
+expect_fail "loop" "$VDISKCTL" attach a.qcow2
+
+# The kernel checks the chain it gets: a layer that is not the named file.
+python3 - "$VD_GENL" <<'PY' || fail "kernel accepted a wrong backing layer"
+import os, struct, subprocess, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import vdisk_genl as g
+subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "impostor.qcow2", "4M"], check=True)
+c = g.Genl()
+top = os.open("b.qcow2", os.O_RDONLY)
+imp = os.open("impostor.qcow2", os.O_RDONLY)
+layer = g.nla(g.C["VDISK_LAYER_ATTR_FD"], struct.pack("I", imp)) + \
+        g.nla(g.C["VDISK_LAYER_ATTR_PATH"], os.path.abspath("impostor.qcow2").encode() + b"\0")
+backing = g.nla(g.C["VDISK_ATTR_BACKING"] | g.NLA_F_NESTED, g.nla(1 | g.NLA_F_NESTED, layer))
+try:
+    c.cmd("ADD", g.enc("FD", top) + g.enc("PATH", os.path.abspath("b.qcow2")) + backing)
+except g.NetlinkError as e:
+    print("# refused:", e.msg)
+    sys.exit(0 if e.msg else 1)
+sys.exit(1)
+PY
+
+# 16 layers below the top attach, with long paths (a large description:
+# list, events and dumps must still fit); 17 are refused.
+long=$VD_DIR/$(printf 'p%.0s' $(seq 200))/$(printf 'q%.0s' $(seq 200))
+mkdir -p "$long"
+cd "$long"
+truncate -s 1M l0.raw
+prev=l0.raw pf=raw
+for i in $(seq 1 17); do
+	q qemu-img create -q -f qcow2 -b $prev -F $pf l$i.qcow2 1M
+	prev=l$i.qcow2 pf=qcow2
+done
+q qemu-io -c "write -P 0x09 0 4k" l16.qcow2
+"$VDISKCTL" monitor --count 1 >"$VD_DIR/ev" &
+mon=$!
+sleep 0.5
+oracle_check l16.qcow2
+wait $mon
+grep -q "^attach .*backing=" "$VD_DIR/ev" || fail "no attach event for the deep chain: $(cat "$VD_DIR/ev")"
+attach l16.qcow2
+"$VDISKCTL" list >/dev/null || fail "list failed with a deep chain attached"
+n=$("$VDISKCTL" list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["vdisks"][0]["backing-chain"]))')
+assert_eq "$n" 16 "layers listed"
+detach "$DEV"
+expect_fail "deeper|16" "$VDISKCTL" attach l17.qcow2
+exit 0
