@@ -465,7 +465,8 @@ static int q2_snap_entry_len(struct q2_open_ctx *ctx, const u8 *e, u32 i,
 	return 0;
 }
 
-/* Fill @sn from the checked entry @e; its strings go to @s.  Returns the
+/*
+ * Fill @sn from the checked entry @e; its strings go to @s.  Returns the
  * next free byte of the string pool.
  */
 static char *q2_parse_snapshot(const struct q2_image *img,

@@ -39,9 +39,8 @@ static inline void q2_free(const void *p)
 	kvfree(p);
 }
 
-/* What struct q2_mutex protects is documented where it is embedded. */
 struct q2_mutex {
-	struct mutex m;
+	struct mutex m;		/* what it protects: see where it is embedded */
 };
 
 #define q2_mutex_init(qm)	mutex_init(&(qm)->m)
