@@ -60,6 +60,10 @@ check: deps
 demo: deps
 	@$(TOP)/tools/testing/run-demo
 
+# libFuzzer over whole qcow2 images (FUZZ_SECONDS, default 600).
+fuzz:
+	$(MAKE) -C $(TOP)/tools/qcow2 fuzz
+
 print-kernels:
 	@echo $(KERNELS)
 
