@@ -524,6 +524,36 @@ int vdisk_dev_refresh_size(struct vdisk_device *vd,
 	return ret;
 }
 
+/* Change the virtual size of a format that stores it (qcow2). */
+int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
+		     struct netlink_ext_ack *extack)
+{
+	struct vdisk_image *img = &vd->image;
+	int ret;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	if (!img->ops->resize) {
+		vdisk_nl_err(extack, "%s images follow the file size: grow the file, then vdiskctl resize",
+			     img->ops->name);
+		return -EOPNOTSUPP;
+	}
+	if (!size || size % vd->sector_size) {
+		vdisk_nl_err(extack, "size %llu is not a positive multiple of the %u-byte sector",
+			     size, vd->sector_size);
+		return -EINVAL;
+	}
+	if (vdisk_dev_read_only(vd)) {
+		vdisk_nl_err(extack, "%s is read-only", vd->disk->disk_name);
+		return -EROFS;
+	}
+	mutex_lock(&vd->lock);
+	ret = img->ops->resize(img, size, extack);
+	if (!ret)
+		set_capacity_and_notify(vd->disk, img->size >> SECTOR_SHIFT);
+	mutex_unlock(&vd->lock);
+	return ret;
+}
+
 int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 			    struct netlink_ext_ack *extack)
 {

@@ -651,11 +651,13 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		goto out_unlock;
 	}
 	if (tb[VDISK_ATTR_SIZE]) {
-		vdisk_nl_attr_err(info, VDISK_ATTR_SIZE,
-				  "%s images follow the file size: grow the file, then vdiskctl resize",
-				  vd->image.ops->name);
-		ret = -EOPNOTSUPP;
-		goto out_unlock;
+		ret = vdisk_dev_resize(vd, nla_get_u64(tb[VDISK_ATTR_SIZE]),
+				       info->extack);
+		if (ret) {
+			info->extack->bad_attr = tb[VDISK_ATTR_SIZE];
+			goto out_unlock;
+		}
+		vdisk_nl_notify(vd, VDISK_CMD_EVENT_RESIZE);
 	}
 	if (flags & VDISK_SET_REFRESH_SIZE) {
 		ret = vdisk_dev_refresh_size(vd, info->extack);

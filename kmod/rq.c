@@ -199,6 +199,50 @@ void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
 	vdisk_sub_submit(sub);
 }
 
+int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
+		       size_t len, u32 dio_align)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+	struct vdisk_device *vd = rq->q->queuedata;
+	bool write = req_op(rq) == REQ_OP_WRITE;
+	struct iov_iter iter = io->iter;
+	struct kiocb kiocb;
+	ssize_t ret = 0;
+
+	iov_iter_truncate(&iter, len);
+	iov_iter_advance(&io->iter, len);
+	while (iov_iter_count(&iter)) {
+		init_sync_kiocb(&kiocb, file);
+		kiocb.ki_flags &= ~IOCB_DIRECT;
+		kiocb.ki_pos = pos;
+		kiocb.ki_ioprio = req_get_ioprio(rq);
+		if (READ_ONCE(vd->cache) == VDISK_CACHE_NONE && dio_align &&
+		    IS_ALIGNED(pos | iov_iter_count(&iter), dio_align))
+			kiocb.ki_flags |= IOCB_DIRECT;
+		if (write) {
+			if (READ_ONCE(vd->cache) == VDISK_CACHE_WRITETHROUGH ||
+			    (rq->cmd_flags & REQ_FUA))
+				kiocb.ki_flags |= IOCB_DSYNC;
+			kiocb_start_write(&kiocb);
+			ret = file->f_op->write_iter(&kiocb, &iter);
+			kiocb_end_write(&kiocb);
+		} else {
+			ret = file->f_op->read_iter(&kiocb, &iter);
+		}
+		if (ret < 0)
+			return ret;
+		if (ret == 0) {
+			if (write)
+				return -EIO;
+			/* End of file: the rest reads as zeros. */
+			iov_iter_zero(iov_iter_count(&iter), &iter);
+			break;
+		}
+		pos += ret;
+	}
+	return 0;
+}
+
 void vdisk_rq_zero(struct request *rq, size_t len)
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
@@ -228,6 +272,7 @@ int vdisk_rq_start(struct request *rq)
 	atomic_set(&io->pending, 1);
 	io->error = 0;
 	io->sub_used = false;
+	io->fmt_token = 0;
 
 	rq_for_each_bvec(tmp, rq, rq_iter)
 		nr_bvec++;
@@ -371,6 +416,10 @@ static blk_status_t vdisk_queue_rq(struct blk_mq_hw_ctx *hctx,
 static void vdisk_complete_rq(struct request *rq)
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+	struct vdisk_device *vd = rq->q->queuedata;
+
+	if (vd->image.ops->end_request)
+		vd->image.ops->end_request(vd, rq);
 
 	kfree(io->bvec);
 	io->bvec = NULL;

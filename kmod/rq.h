@@ -12,6 +12,9 @@
  *		vdisk_rq_file(rq, file, pos, len, align)  data at pos of file
  *		vdisk_rq_zero(rq, len)              zeros (reads only)
  *		vdisk_rq_copy(rq, buf, len)         bytes from buf (reads only)
+ *		vdisk_rq_file_sync(rq, file, pos, len, align)  like
+ *			vdisk_rq_file, but done before it returns (a format
+ *			that must act after the data is written)
  *	vdisk_rq_finish(rq, err);
  *
  * In cache=none mode a file extent is direct I/O when @dio_align (the
@@ -50,6 +53,7 @@ struct vdisk_io {
 	atomic_t pending;		/* the submitter + file I/Os in flight */
 	int error;			/* first error, or 0 */
 	bool sub_used;			/* @sub was handed out */
+	unsigned long fmt_token;	/* the format's, for ->end_request */
 	struct vdisk_sub sub;		/* the first file I/O allocates nothing */
 };
 
@@ -58,6 +62,8 @@ void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
 		   size_t len, u32 dio_align);
 void vdisk_rq_zero(struct request *rq, size_t len);
 void vdisk_rq_copy(struct request *rq, const void *buf, size_t len);
+int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
+		       size_t len, u32 dio_align);
 void vdisk_rq_finish(struct request *rq, int err);
 void vdisk_rq_end(struct request *rq, int err);
 

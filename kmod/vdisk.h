@@ -119,6 +119,8 @@ int vdisk_dev_for_each(int (*fn)(struct vdisk_device *vd, void *arg),
 		       void *arg, int *pos);
 int vdisk_dev_refresh_size(struct vdisk_device *vd,
 			   struct netlink_ext_ack *extack);
+int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
+		     struct netlink_ext_ack *extack);
 int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 			    struct netlink_ext_ack *extack);
 int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on);

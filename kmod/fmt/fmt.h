@@ -50,7 +50,12 @@ struct vdisk_image {
  * @refresh_size: recompute @img->size after the file changed size.
  * @queue: carry out one read, write, flush, discard or write-zeroes request
  *	in process context (a worker with a noio allocation scope), completing
- *	it now or later with vdisk_rq_done().
+ *	it through rq.h.
+ * @end_request: optional; called as each request completes, possibly in
+ *	interrupt context, before the block layer sees it.
+ * @resize: optional; change the virtual size to @size bytes (a multiple of
+ *	the sector size) in the image itself; the device core then updates
+ *	the capacity.  Formats without it take their size from the file.
  */
 struct vdisk_format_ops {
 	enum vdisk_format format;
@@ -63,6 +68,9 @@ struct vdisk_format_ops {
 	int (*refresh_size)(struct vdisk_image *img, u32 sector_size,
 			    struct netlink_ext_ack *extack);
 	void (*queue)(struct vdisk_device *vd, struct request *rq);
+	void (*end_request)(struct vdisk_device *vd, struct request *rq);
+	int (*resize)(struct vdisk_image *img, u64 size,
+		      struct netlink_ext_ack *extack);
 };
 
 extern const struct vdisk_format_ops vdisk_raw_ops;
