@@ -56,6 +56,46 @@ void vdisk_nl_attr_err(struct genl_info *info, int type, const char *fmt, ...)
 	info->extack->bad_attr = info->attrs[type];
 }
 
+/*
+ * Flag words and enums are checked here rather than with NLA_POLICY_MASK
+ * and NLA_POLICY_MAX, whose generic messages ("reserved bit set") do not
+ * say which attribute is at fault.  The policies still check types.
+ */
+static int vdisk_nl_get_flags(struct genl_info *info, int type, u32 valid,
+			      const char *what, u32 *out)
+{
+	u32 v;
+
+	*out = 0;
+	if (!info->attrs[type])
+		return 0;
+	v = nla_get_u32(info->attrs[type]);
+	if (v & ~valid) {
+		vdisk_nl_attr_err(info, type, "%s has unknown bits 0x%x", what,
+				  v & ~valid);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int vdisk_nl_get_enum(struct genl_info *info, int type, u32 max,
+			     const char *what, u32 *out)
+{
+	u32 v;
+
+	if (!info->attrs[type])
+		return 0;
+	v = nla_get_u32(info->attrs[type]);
+	if (v > max) {
+		vdisk_nl_attr_err(info, type, "%s %u is unknown (at most %u)",
+				  what, v, max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Policies                                                               */
 
@@ -63,7 +103,7 @@ static const struct nla_policy vdisk_layer_policy[VDISK_LAYER_ATTR_MAX + 1] = {
 	[VDISK_LAYER_ATTR_FD]		= { .type = NLA_U32 },
 	[VDISK_LAYER_ATTR_PATH]		= { .type = NLA_NUL_STRING,
 					    .len = VDISK_PATH_MAX - 1 },
-	[VDISK_LAYER_ATTR_FORMAT]	= NLA_POLICY_MAX(NLA_U32, VDISK_FORMAT_MAX),
+	[VDISK_LAYER_ATTR_FORMAT]	= { .type = NLA_U32 },
 };
 
 static const struct nla_policy vdisk_add_policy[VDISK_ATTR_MAX + 1] = {
@@ -73,11 +113,11 @@ static const struct nla_policy vdisk_add_policy[VDISK_ATTR_MAX + 1] = {
 	[VDISK_ATTR_FD]			= { .type = NLA_U32 },
 	[VDISK_ATTR_PATH]		= { .type = NLA_NUL_STRING,
 					    .len = VDISK_PATH_MAX - 1 },
-	[VDISK_ATTR_FORMAT]		= NLA_POLICY_MAX(NLA_U32, VDISK_FORMAT_MAX),
+	[VDISK_ATTR_FORMAT]		= { .type = NLA_U32 },
 	[VDISK_ATTR_OFFSET]		= { .type = NLA_U64 },
 	[VDISK_ATTR_SIZELIMIT]		= { .type = NLA_U64 },
-	[VDISK_ATTR_FLAGS]		= NLA_POLICY_MASK(NLA_U32, VDISK_FLAGS_ALL),
-	[VDISK_ATTR_CACHE]		= NLA_POLICY_MAX(NLA_U32, VDISK_CACHE_MAX),
+	[VDISK_ATTR_FLAGS]		= { .type = NLA_U32 },
+	[VDISK_ATTR_CACHE]		= { .type = NLA_U32 },
 	[VDISK_ATTR_SECTOR_SIZE]	= { .type = NLA_U32 },
 	[VDISK_ATTR_BACKING]		= NLA_POLICY_NESTED_ARRAY(vdisk_layer_policy),
 	[VDISK_ATTR_SNAPSHOT]		= { .type = NLA_NUL_STRING, .len = 1023 },
@@ -88,7 +128,7 @@ static const struct nla_policy vdisk_del_policy[VDISK_ATTR_MAX + 1] = {
 	[VDISK_ATTR_INDEX]		= { .type = NLA_U32 },
 	[VDISK_ATTR_NAME]		= { .type = NLA_NUL_STRING,
 					    .len = VDISK_NAME_MAX - 1 },
-	[VDISK_ATTR_DEL_FLAGS]		= NLA_POLICY_MASK(NLA_U32, VDISK_DEL_FLAGS_ALL),
+	[VDISK_ATTR_DEL_FLAGS]		= { .type = NLA_U32 },
 };
 
 static const struct nla_policy vdisk_get_policy[VDISK_ATTR_MAX + 1] = {
@@ -101,8 +141,8 @@ static const struct nla_policy vdisk_set_policy[VDISK_ATTR_MAX + 1] = {
 	[VDISK_ATTR_INDEX]		= { .type = NLA_U32 },
 	[VDISK_ATTR_NAME]		= { .type = NLA_NUL_STRING,
 					    .len = VDISK_NAME_MAX - 1 },
-	[VDISK_ATTR_SET_FLAGS]		= NLA_POLICY_MASK(NLA_U32, VDISK_SET_FLAGS_ALL),
-	[VDISK_ATTR_CACHE]		= NLA_POLICY_MAX(NLA_U32, VDISK_CACHE_MAX),
+	[VDISK_ATTR_SET_FLAGS]		= { .type = NLA_U32 },
+	[VDISK_ATTR_CACHE]		= { .type = NLA_U32 },
 	[VDISK_ATTR_SIZE]		= { .type = NLA_U64 },
 };
 
@@ -369,16 +409,17 @@ static int vdisk_nl_parse_add(struct genl_info *info, struct vdisk_config *cfg)
 	}
 	if (tb[VDISK_ATTR_PATH])
 		cfg->path = nla_data(tb[VDISK_ATTR_PATH]);
-	if (tb[VDISK_ATTR_FORMAT])
-		cfg->format = nla_get_u32(tb[VDISK_ATTR_FORMAT]);
+	if (vdisk_nl_get_enum(info, VDISK_ATTR_FORMAT, VDISK_FORMAT_MAX,
+			      "FORMAT", &cfg->format) ||
+	    vdisk_nl_get_enum(info, VDISK_ATTR_CACHE, VDISK_CACHE_MAX,
+			      "CACHE", &cfg->cache) ||
+	    vdisk_nl_get_flags(info, VDISK_ATTR_FLAGS, VDISK_FLAGS_ALL,
+			       "FLAGS", &cfg->flags))
+		return -EINVAL;
 	if (tb[VDISK_ATTR_OFFSET])
 		cfg->offset = nla_get_u64(tb[VDISK_ATTR_OFFSET]);
 	if (tb[VDISK_ATTR_SIZELIMIT])
 		cfg->sizelimit = nla_get_u64(tb[VDISK_ATTR_SIZELIMIT]);
-	if (tb[VDISK_ATTR_FLAGS])
-		cfg->flags = nla_get_u32(tb[VDISK_ATTR_FLAGS]);
-	if (tb[VDISK_ATTR_CACHE])
-		cfg->cache = nla_get_u32(tb[VDISK_ATTR_CACHE]);
 	if (tb[VDISK_ATTR_SECTOR_SIZE]) {
 		u32 ss = nla_get_u32(tb[VDISK_ATTR_SECTOR_SIZE]);
 
@@ -458,6 +499,14 @@ static int vdisk_nl_get_backing(struct genl_info *info,
 		lc->format = lt[VDISK_LAYER_ATTR_FORMAT] ?
 			     nla_get_u32(lt[VDISK_LAYER_ATTR_FORMAT]) :
 			     VDISK_FORMAT_AUTO;
+		if (lc->format > VDISK_FORMAT_MAX) {
+			vdisk_nl_attr_err(info, VDISK_ATTR_BACKING,
+					  "backing layer %u FORMAT %u is unknown",
+					  cfg->nr_backing + 1, lc->format);
+			ret = -EINVAL;
+			fput(lc->file);
+			goto out_put;
+		}
 		cfg->nr_backing++;
 	}
 	if (vdisk_nl_cfg_size(cfg) > VDISK_NL_DESC_MAX) {
@@ -536,8 +585,10 @@ static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
 	ret = vdisk_nl_check_admin(skb, info);
 	if (ret)
 		return ret;
-	if (info->attrs[VDISK_ATTR_DEL_FLAGS])
-		flags = nla_get_u32(info->attrs[VDISK_ATTR_DEL_FLAGS]);
+	ret = vdisk_nl_get_flags(info, VDISK_ATTR_DEL_FLAGS, VDISK_DEL_FLAGS_ALL,
+				 "DEL_FLAGS", &flags);
+	if (ret)
+		return ret;
 
 	mutex_lock(&vdisk_devices_lock);
 	vd = vdisk_nl_lookup(info);
@@ -619,6 +670,7 @@ static int vdisk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **tb = info->attrs;
+	u32 cache = VDISK_CACHE_DEFAULT;
 	struct vdisk_device *vd;
 	bool changed = false;
 	u32 flags = 0;
@@ -627,8 +679,13 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	ret = vdisk_nl_check_admin(skb, info);
 	if (ret)
 		return ret;
-	if (tb[VDISK_ATTR_SET_FLAGS])
-		flags = nla_get_u32(tb[VDISK_ATTR_SET_FLAGS]);
+	ret = vdisk_nl_get_flags(info, VDISK_ATTR_SET_FLAGS, VDISK_SET_FLAGS_ALL,
+				 "SET_FLAGS", &flags);
+	if (!ret)
+		ret = vdisk_nl_get_enum(info, VDISK_ATTR_CACHE, VDISK_CACHE_MAX,
+					"CACHE", &cache);
+	if (ret)
+		return ret;
 	if ((flags & VDISK_SET_READ_ONLY) && (flags & VDISK_SET_READ_WRITE)) {
 		vdisk_nl_attr_err(info, VDISK_ATTR_SET_FLAGS,
 				  "READ_ONLY and READ_WRITE exclude each other");
@@ -677,8 +734,7 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		changed = true;
 	}
 	if (tb[VDISK_ATTR_CACHE]) {
-		ret = vdisk_dev_set_cache(vd, nla_get_u32(tb[VDISK_ATTR_CACHE]),
-					  info->extack);
+		ret = vdisk_dev_set_cache(vd, cache, info->extack);
 		if (ret)
 			goto out_notify;
 		changed = true;

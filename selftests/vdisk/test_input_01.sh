@@ -43,7 +43,13 @@ done
 # Raw netlink: things vdiskctl would never send.
 g() { python3 "$VD_GENL" "$@"; }
 expect_fail "FD.*required|required" g add PATH=/x
-expect_fail "reserved bit|FLAGS" g add FD=0 FLAGS=0x100
+expect_fail "FLAGS has unknown bits 0x100" g add FD=0 FLAGS=0x100
+expect_fail "FORMAT 9 is unknown" g add FD=0 FORMAT=9
+expect_fail "CACHE 7 is unknown" g add FD=0 CACHE=7
+expect_fail "DEL_FLAGS has unknown bits" g del INDEX=0 DEL_FLAGS=0x2
+expect_fail "SET_FLAGS has unknown bits" g set INDEX=0 SET_FLAGS=0x40
+expect_fail "INDEX or NAME" g del
+expect_fail "not attached" g get INDEX=77
 expect_fail "open file descriptor" g add FD=1000
 expect_fail "not a regular file" g add FD=3 3</dev/null
 expect_fail "not open for reading" g add FD=3 3>>"$img"
