@@ -46,9 +46,48 @@ static u64 posix_size(void *file)
 	return st.st_size;
 }
 
+static int posix_pwrite(void *file, const void *buf, size_t len, u64 off)
+{
+	struct q2u_file *f = file;
+	const u8 *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = pwrite(f->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int posix_flush(void *file)
+{
+	struct q2u_file *f = file;
+
+	return fdatasync(f->fd) ? -errno : 0;
+}
+
+static int posix_punch(void *file, u64 off, u64 len)
+{
+	struct q2u_file *f = file;
+
+	return fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			 (off_t)off, (off_t)len) ? -errno : 0;
+}
+
 const struct q2_file_ops q2u_posix_ops = {
 	.pread = posix_pread,
 	.size = posix_size,
+	.pwrite = posix_pwrite,
+	.flush = posix_flush,
+	.punch = posix_punch,
 };
 
 static int mem_pread(void *file, void *buf, size_t len, u64 off)
@@ -92,6 +131,95 @@ const struct q2_file_ops q2u_mem_ops = {
 	.size = mem_size,
 };
 
+int q2u_wmem_init(struct q2u_wmem *m, const void *data, size_t len, size_t max)
+{
+	memset(m, 0, sizeof(*m));
+	m->cap = len ? len : 1;
+	m->data = malloc(m->cap);
+	if (!m->data)
+		return -ENOMEM;
+	memcpy(m->data, data, len);
+	m->len = len;
+	m->max = max;
+	return 0;
+}
+
+void q2u_wmem_free(struct q2u_wmem *m)
+{
+	free(m->data);
+	m->data = NULL;
+}
+
+static int wmem_pread(void *file, void *buf, size_t len, u64 off)
+{
+	struct q2u_wmem *m = file;
+
+	if (off > m->len || len > m->len - off)
+		return -EIO;
+	memcpy(buf, m->data + off, len);
+	return 0;
+}
+
+static int wmem_pwrite(void *file, const void *buf, size_t len, u64 off)
+{
+	struct q2u_wmem *m = file;
+
+	if (m->fail_writes && !--m->fail_writes)
+		return -EIO;
+	if (off > m->max || len > m->max - off)
+		return -ENOSPC;
+	if (off + len > m->cap) {
+		size_t cap = m->cap;
+		u8 *p;
+
+		while (cap < off + len)
+			cap = cap * 2 > m->max ? m->max : cap * 2;
+		p = realloc(m->data, cap);
+		if (!p)
+			return -ENOMEM;
+		m->data = p;
+		m->cap = cap;
+	}
+	if (off > m->len)
+		memset(m->data + m->len, 0, off - m->len);
+	memcpy(m->data + off, buf, len);
+	if (off + len > m->len)
+		m->len = off + len;
+	m->writes++;
+	return 0;
+}
+
+static int wmem_flush(void *file)
+{
+	struct q2u_wmem *m = file;
+
+	m->flushes++;
+	return 0;
+}
+
+static int wmem_punch(void *file, u64 off, u64 len)
+{
+	struct q2u_wmem *m = file;
+
+	if (off < m->len)
+		memset(m->data + off, 0, off + len > m->len ? m->len - off : len);
+	m->punched += len;
+	return 0;
+}
+
+static u64 wmem_size(void *file)
+{
+	return ((const struct q2u_wmem *)file)->len;
+}
+
+const struct q2_file_ops q2u_wmem_ops = {
+	.pread = wmem_pread,
+	.size = wmem_size,
+	.pwrite = wmem_pwrite,
+	.flush = wmem_flush,
+	.punch = wmem_punch,
+};
+
 Q2_PRINTF(3, 4)
 static int fail(char *err, size_t len, const char *fmt, ...)
 {
@@ -121,8 +249,8 @@ static char *resolve(const char *image, const char *name)
 }
 
 static int open_layer(struct q2u_chain *c, const char *path, int want_fmt,
-		      const char *snapshot, u64 cache_bytes, char *err,
-		      size_t err_len)
+		      const char *snapshot, u64 cache_bytes, unsigned int flags,
+		      char *err, size_t err_len)
 {
 	unsigned int i = c->nr;
 	struct q2_layer *l = &c->layers[i];
@@ -136,7 +264,7 @@ static int open_layer(struct q2u_chain *c, const char *path, int want_fmt,
 	if (i >= Q2_CHAIN_MAX)
 		return fail(err, err_len, "backing chain deeper than %d",
 			    Q2_CHAIN_MAX);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, ((flags & Q2_OPEN_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
 		snprintf(err, err_len, "%s: %s", path, strerror(errno));
@@ -150,6 +278,8 @@ static int open_layer(struct q2u_chain *c, const char *path, int want_fmt,
 	l->id[0] = st.st_dev;
 	l->id[1] = st.st_ino;
 	l->path = c->paths[i];
+	l->ops = &q2u_posix_ops;
+	l->file = &c->files[i];
 	qcow2 = posix_size(&c->files[i]) >= 4 &&
 		!posix_pread(&c->files[i], magic, 4, 0) && q2_probe(magic, 4);
 	if (want_fmt == 1)
@@ -165,6 +295,9 @@ static int open_layer(struct q2u_chain *c, const char *path, int want_fmt,
 	}
 	a.ops = &q2u_posix_ops;
 	a.file = &c->files[i];
+	a.flags = flags;
+	a.barrier = c->barrier;
+	a.barrier_ctx = c->barrier_ctx;
 	a.snapshot = snapshot;
 	a.l2_cache_bytes = cache_bytes;
 	a.name = path;
@@ -181,16 +314,32 @@ int q2u_chain_open(struct q2u_chain *c, const char *top,
 		   const char *snapshot, u64 cache_bytes, char *err,
 		   size_t err_len)
 {
+	memset(c, 0, sizeof(*c));
+	return q2u_chain_open_flags(c, top, backing, nb_backing, snapshot,
+				    cache_bytes, 0, err, err_len);
+}
+
+int q2u_chain_open_flags(struct q2u_chain *c, const char *top,
+			 const char *const *backing, unsigned int nb_backing,
+			 const char *snapshot, u64 cache_bytes,
+			 unsigned int top_flags, char *err, size_t err_len)
+{
+	void (*barrier)(void *ctx) = c->barrier;
+	void *barrier_ctx = c->barrier_ctx;
 	struct q2_info info;
 	unsigned int i;
 	int ret, fmt;
 	char *next;
 
 	memset(c, 0, sizeof(*c));
+	c->barrier = barrier;
+	c->barrier_ctx = barrier_ctx;
 	c->chain.layers = c->layers;
-	ret = open_layer(c, top, 0, snapshot, cache_bytes, err, err_len);
+	ret = open_layer(c, top, 0, snapshot, cache_bytes, top_flags, err,
+			 err_len);
 	for (i = 0; !ret && i < nb_backing; i++)
-		ret = open_layer(c, backing[i], 0, NULL, cache_bytes, err, err_len);
+		ret = open_layer(c, backing[i], 0, NULL, cache_bytes, 0, err,
+				 err_len);
 	/* Automatic resolution from the recorded names, iteratively. */
 	while (!ret && !nb_backing && c->layers[c->nr - 1].img) {
 		q2_get_info(c->layers[c->nr - 1].img, &info);
@@ -208,7 +357,7 @@ int q2u_chain_open(struct q2u_chain *c, const char *top,
 			ret = fail(err, err_len, "%s: unsupported backing format %s",
 				   next, info.backing_format);
 		if (!ret)
-			ret = open_layer(c, next, fmt, NULL, cache_bytes, err,
+			ret = open_layer(c, next, fmt, NULL, cache_bytes, 0, err,
 					 err_len);
 		free(next);
 	}
@@ -225,16 +374,25 @@ int q2u_chain_open(struct q2u_chain *c, const char *top,
 	return ret;
 }
 
-void q2u_chain_close(struct q2u_chain *c)
+int q2u_chain_close_clean(struct q2u_chain *c)
 {
 	unsigned int i;
+	int ret = 0, r;
 
 	for (i = 0; i < c->nr; i++) {
-		q2_close(c->layers[i].img);
+		r = q2_close_clean(c->layers[i].img);
+		if (r && !ret)
+			ret = r;
 		close(c->files[i].fd);
 		free(c->paths[i]);
 	}
 	memset(c, 0, sizeof(*c));
+	return ret;
+}
+
+void q2u_chain_close(struct q2u_chain *c)
+{
+	q2u_chain_close_clean(c);
 }
 
 int q2u_chain_read(struct q2u_chain *c, void *buf, u64 off, size_t len)

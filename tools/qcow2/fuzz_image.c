@@ -3,9 +3,13 @@
  * libFuzzer target: the input is a whole image file held in memory.  Open
  * it header-only, fully, at a snapshot chosen by the input, and under a
  * raw backing layer; map the whole disk in chunks (bounded work) and read
- * every compressed cluster met (bounded too).  Besides the sanitizers, the
- * core's contract is asserted: extents are non-empty, inside the request
- * and, for data, inside the file.
+ * every compressed cluster met (bounded too).  Then, if it opens for
+ * writing, on a growable copy (bounded): a script of writes, zeroes,
+ * discards, flushes and a resize taken from the input's tail, over a raw
+ * backing layer when the image names one; a walk; a clean close; and a
+ * read-only walk of the result.  Besides the sanitizers, the core's
+ * contract is asserted: extents are non-empty, inside the request and,
+ * for data, inside the file; plans are non-empty and inside the request.
  */
 #include "q2u.h"
 
@@ -99,6 +103,169 @@ static struct q2_image *open_img(struct q2u_mem *m, unsigned int flags,
 	return img;
 }
 
+/* ---- writing ------------------------------------------------------------ */
+
+#define MAX_WOPS	12
+#define MAX_WLEN	(256U << 10)
+#define MAX_GROWTH	(24U << 20)
+
+static u8 *wbuf;
+
+struct script {
+	const u8 *p;
+	size_t left;
+	u64 x;
+};
+
+/* Script bytes from the input's tail, then a generator seeded by it. */
+static u32 take(struct script *s)
+{
+	u32 v;
+
+	if (s->left >= 4) {
+		s->left -= 4;
+		return q2_be32(s->p + s->left);
+	}
+	s->x = s->x * 6364136223846793005ULL + 1442695040888963407ULL;
+	v = (u32)(s->x >> 33);
+	return v;
+}
+
+static bool write_err_ok(int ret)
+{
+	return ret == -EIO || ret == -ENOMEM || ret == -ENOSPC ||
+	       ret == -EFBIG || ret == -ERANGE;
+}
+
+static int fz_write(struct q2_image *img, const struct q2_chain *chain,
+		    struct q2u_wmem *m, u64 off, u64 len, u8 pat)
+{
+	struct q2_write w;
+	int ret, n = 0;
+
+	memset(wbuf, pat, len);
+	while (len && n++ < 64) {
+		ret = q2_write_begin(img, chain, off, len, &w);
+		if (ret) {
+			check(write_err_ok(ret), "write_begin error code");
+			return ret;
+		}
+		check(w.len > 0 && w.len <= len, "plan length");
+		check((w.host_off & (q2_cluster_size(img) - 1)) ==
+		      (off & (q2_cluster_size(img) - 1)), "plan host offset");
+		ret = q2u_wmem_ops.pwrite(m, wbuf, w.len, w.host_off);
+		ret = q2_write_commit(img, &w, ret);
+		if (ret)
+			return ret;
+		off += w.len;
+		len -= w.len;
+	}
+	return 0;
+}
+
+static void fuzz_write(const uint8_t *data, size_t size, bool small_cache)
+{
+	struct q2u_mem base = { .data = data, .len = size, .size = size };
+	struct q2u_wmem m;
+	struct q2_open_args a = { 0 };
+	struct q2_image *img, *ro;
+	struct q2_layer l[2] = { { 0 } };
+	struct q2_chain chain = { l, 1 };
+	struct script sc = { data, size > 256 ? 64 : 0, size };
+	char err[Q2_ERR_MAX + 8];
+	struct q2_info in;
+	int i, ret;
+
+	if (q2u_wmem_init(&m, data, size, size + MAX_GROWTH))
+		return;
+	memset(err, 'X', sizeof(err));
+	a.ops = &q2u_wmem_ops;
+	a.file = &m;
+	a.flags = Q2_OPEN_WRITE;
+	a.l2_cache_bytes = small_cache ? 1 : 0;
+	a.err = err;
+	a.err_len = sizeof(err);
+	if (q2_open(&a, &img)) {
+		check(memchr(err, 0, Q2_ERR_MAX) && err[0], "write open message");
+		q2u_wmem_free(&m);
+		return;
+	}
+	q2_get_info(img, &in);
+	l[0].img = img;
+	if (in.backing_file) {
+		/* The input's own bytes as a raw backing file. */
+		l[1].raw_size = size;
+		l[1].ops = &q2u_mem_ops;
+		l[1].file = &base;
+		chain.nr = 2;
+	}
+	for (i = 0; i < MAX_WOPS; i++) {
+		u64 vsize = q2_virtual_size(img), off, len, done;
+		u32 op = take(&sc), r = take(&sc);
+
+		if (!vsize)
+			break;
+		off = ((u64)take(&sc) << 9) % vsize;
+		if (r & 1)
+			off &= ~511ULL;
+		len = 1 + r % MAX_WLEN;
+		if (len > vsize - off)
+			len = vsize - off;
+		switch (op % 8) {
+		case 0:
+		case 1:
+		case 2:
+			ret = fz_write(img, &chain, &m, off, len, (u8)op);
+			break;
+		case 3:
+		case 4:
+			ret = q2_zero(img, &chain, off, len,
+				      (op >> 8) & 1 ? Q2_ZERO_MAY_UNMAP : 0, &done);
+			if (!ret)
+				check(done >= off && done <= off + len, "zero done");
+			if (!ret && done < off + len) {
+				u64 g = q2_zero_granule(img);
+				u64 e = done / g * g + g;
+
+				ret = fz_write(img, &chain, &m, done,
+					       (e < off + len ? e : off + len) - done, 0);
+			}
+			break;
+		case 5:
+			ret = q2_zero(img, &chain, off, len, Q2_DISCARD, &done);
+			if (!ret)
+				check(done == off + len, "discard done");
+			break;
+		case 6:
+			ret = q2_flush(img);
+			break;
+		default:
+			ret = q2_resize(img, vsize + (((u64)r & 0xffff) << 9));
+			if (ret == -EINVAL || ret == -EOPNOTSUPP)
+				ret = 0;	/* vsize not a multiple of 512 */
+			break;
+		}
+		if (ret)
+			check(write_err_ok(ret), "write path error code");
+		if (ret)
+			break;
+	}
+	walk(img, m.len);
+	q2_close_clean(img);
+
+	/* The result, read-only: whatever happened, reads stay sane. */
+	{
+		struct q2u_mem r = { .data = m.data, .len = m.len, .size = m.len };
+
+		ro = open_img(&r, 0, NULL, 0);
+		if (ro) {
+			walk(ro, m.len);
+			q2_close(ro);
+		}
+	}
+	q2u_wmem_free(&m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -112,6 +279,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	q2_shim_quiet = true;
 	if (!cbuf)
 		cbuf = malloc(MAX_CLUSTER);
+	if (!wbuf)
+		wbuf = malloc(MAX_WLEN);
 
 	hdr = open_img(&m, Q2_OPEN_HEADER_ONLY, NULL, 0);
 	if (!hdr)
@@ -164,5 +333,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		q2_close(img);
 	}
 	q2_close(hdr);
+	fuzz_write(data, size, size & 2);
 	return 0;
 }

@@ -1581,6 +1581,643 @@ static void test_map_extended_bad(void)
 	expect_map(&T, 0, 0, true);
 }
 
+/* ---- the write path ----------------------------------------------------- */
+
+/*
+ * Make @t's refcounts exact at 2^@order bits: every cluster of the file
+ * is in use (tb images hold only metadata and data) and counted once, in
+ * the one refcount block at cluster 2.
+ */
+static void tb_refcounts(struct tb *t, u32 order)
+{
+	u64 n = (t->len + t->cs - 1) / t->cs, i;
+	u8 *blk;
+
+	if (t->version == 3)
+		tb_be32(t, 96, order);
+	tb_grow(t, n * t->cs);
+	blk = t->buf + 2ULL * t->cs;
+	memset(blk, 0, t->cs);
+	for (i = 0; i < n; i++)
+		q2_rc_set(blk, order, i, 1);
+}
+
+/* The reference layout: QEMU's get_refcount_ro0..ro6. */
+static u64 ref_get(const u8 *b, u32 order, u64 i)
+{
+	switch (order) {
+	case 0: return (b[i / 8] >> (i % 8)) & 1;
+	case 1: return (b[i / 4] >> (2 * (i % 4))) & 3;
+	case 2: return (b[i / 2] >> (4 * (i % 2))) & 15;
+	case 3: return b[i];
+	case 4: return (u64)b[2 * i] << 8 | b[2 * i + 1];
+	case 5: return q2_be32(b + 4 * i);
+	default: return q2_be64(b + 8 * i);
+	}
+}
+
+static void test_refcount_packing(void)
+{
+	u8 blk[256], copy[256];
+	u32 order;
+	u64 i, n, v, max, seed = 5;
+
+	for (order = 0; order <= 6; order++) {
+		n = sizeof(blk) * 8 >> order;
+		max = order == 6 ? ~0ULL : (1ULL << (1U << order)) - 1;
+		memset(blk, 0, sizeof(blk));
+		for (i = 0; i < n; i++) {
+			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+			v = (seed >> 11) & max;
+			memcpy(copy, blk, sizeof(blk));
+			q2_rc_set(blk, order, i, v);
+			EXPECT_EQ(q2_rc_get(blk, order, i), v);
+			EXPECT_EQ(ref_get(blk, order, i), v);
+			/* Nothing else moved. */
+			q2_rc_set(copy, order, i, v);
+			EXPECT(!memcmp(copy, blk, sizeof(blk)));
+		}
+		for (i = 0; i < n; i++)
+			EXPECT_EQ(q2_rc_get(blk, order, i), ref_get(blk, order, i));
+	}
+	/* Byte layout: LSB first below 8 bits, big-endian from 8. */
+	memset(blk, 0, sizeof(blk));
+	q2_rc_set(blk, 0, 0, 1);
+	q2_rc_set(blk, 0, 7, 1);
+	EXPECT_EQ(blk[0], 0x81);
+	memset(blk, 0, sizeof(blk));
+	q2_rc_set(blk, 1, 1, 3);
+	EXPECT_EQ(blk[0], 0x0c);
+	memset(blk, 0, sizeof(blk));
+	q2_rc_set(blk, 2, 1, 0xa);
+	EXPECT_EQ(blk[0], 0xa0);
+	q2_rc_set(blk, 4, 1, 0x1234);
+	EXPECT(blk[2] == 0x12 && blk[3] == 0x34);
+	q2_rc_set(blk, 6, 1, 0x0102030405060708ULL);
+	EXPECT(blk[8] == 1 && blk[15] == 8);
+}
+
+struct wfile {
+	struct q2u_wmem m;
+};
+
+/* Open @t writable over an in-memory copy (kept in *@f). */
+static int tb_open_w(const struct tb *t, u64 cache, struct q2_image **img,
+		     struct wfile **f, void (*barrier)(void *), void *ctx)
+{
+	struct q2_open_args a = { 0 };
+	struct wfile *w = calloc(1, sizeof(*w));
+	int ret;
+
+	seed_write(t, "write");
+	q2u_wmem_init(&w->m, t->buf, t->len, 256ULL << 20);
+	a.ops = &q2u_wmem_ops;
+	a.file = &w->m;
+	a.flags = Q2_OPEN_WRITE;
+	a.l2_cache_bytes = cache;
+	a.name = "q2test";
+	a.err = cur_err;
+	a.err_len = sizeof(cur_err);
+	a.barrier = barrier;
+	a.barrier_ctx = ctx;
+	memset(cur_err, 0, sizeof(cur_err));
+	ret = q2_open(&a, img);
+	if (ret) {
+		EXPECT(cur_err[0] && strlen(cur_err) <= 75);
+		q2u_wmem_free(&w->m);
+		free(w);
+		w = NULL;
+	}
+	*f = w;
+	return ret;
+}
+
+static void wclose(struct q2_image *img, struct wfile *f, int expect)
+{
+	EXPECT_EQ(q2_close_clean(img), expect);
+	q2u_wmem_free(&f->m);
+	free(f);
+}
+
+/* Write @len bytes of @pat at @off through begin/commit. */
+static int wr(struct q2_image *img, struct wfile *f, u64 off, u64 len, u8 pat)
+{
+	struct q2_write w;
+	u8 *buf = malloc(len);
+	int ret = 0;
+
+	memset(buf, pat, len);
+	while (len && !ret) {
+		ret = q2_write_begin(img, NULL, off, len, &w);
+		if (ret)
+			break;
+		ret = q2u_wmem_ops.pwrite(&f->m, buf, w.len, w.host_off);
+		ret = q2_write_commit(img, &w, ret);
+		off += w.len;
+		len -= w.len;
+	}
+	free(buf);
+	return ret;
+}
+
+/* Read guest bytes of a writable image. */
+static int rd(struct q2_image *img, struct wfile *f, u64 off, u8 *buf, u64 len)
+{
+	struct q2_extent e;
+	int ret;
+
+	while (len) {
+		ret = q2_map(img, off, len, &e);
+		if (ret)
+			return ret;
+		if (e.type == Q2_DATA)
+			ret = q2u_wmem_ops.pread(&f->m, buf, e.len, e.host_off);
+		else if (e.type == Q2_COMPRESSED)
+			ret = q2_read_compressed(img, &e, 0, buf, e.len);
+		else
+			memset(buf, 0, e.len);
+		if (ret)
+			return ret;
+		buf += e.len;
+		off += e.len;
+		len -= e.len;
+	}
+	return 0;
+}
+
+static u64 refcount_of(struct q2_image *img, u64 host)
+{
+	u64 rc = ~0ULL;
+
+	q2_mutex_lock(&img->meta);
+	if (q2_refcount(img, host >> img->cluster_bits, &rc))
+		rc = ~0ULL;
+	q2_mutex_unlock(&img->meta);
+	return rc;
+}
+
+static void test_write_refusals(void)
+{
+	struct q2_open_args a = { 0 };
+	struct q2_image *img;
+	struct wfile *f;
+	struct tfile *rf;
+	struct q2_write w;
+	u64 done;
+
+	tb_init(&T, 3, 16, 16 << 20, false);
+	tb_data(&T, 0, 0x11);
+	tb_refcounts(&T, 4);
+	tb_be64(&T, 72, Q2_INCOMPAT_DIRTY);
+	EXPECT_EQ(tb_open_w(&T, 0, &img, &f, NULL, NULL), -EROFS);
+	EXPECT(!strcmp(cur_err, "image is dirty; run qemu-img check -r all"));
+	tb_be64(&T, 72, Q2_INCOMPAT_CORRUPT);
+	EXPECT_EQ(tb_open_w(&T, 0, &img, &f, NULL, NULL), -EROFS);
+	EXPECT(strstr(cur_err, "corrupt") != NULL);
+	tb_be64(&T, 72, 0);
+	/* Reserved bits in a refcount table entry. */
+	tb_be64(&T, T.rt_off, 2ULL * T.cs | 1);
+	EXPECT_EQ(tb_open_w(&T, 0, &img, &f, NULL, NULL), -EINVAL);
+	EXPECT(strstr(cur_err, "reserved") != NULL);
+	tb_be64(&T, T.rt_off, 2ULL * T.cs);
+	/* The header cluster counted as free. */
+	q2_rc_set(T.buf + 2 * T.cs, 4, 0, 0);
+	EXPECT_EQ(tb_open_w(&T, 0, &img, &f, NULL, NULL), -EINVAL);
+	EXPECT(strstr(cur_err, "refcount 0") != NULL);
+	q2_rc_set(T.buf + 2 * T.cs, 4, 0, 1);
+	/* A refcount block outside the file. */
+	tb_be64(&T, T.rt_off + 8, 1ULL << 40);
+	EXPECT_EQ(tb_open_w(&T, 0, &img, &f, NULL, NULL), -EINVAL);
+	tb_be64(&T, T.rt_off + 8, 0);
+
+	/* Header-only and write; ops that cannot write. */
+	rf = tb_file(&T);
+	a.ops = &q2u_mem_ops;
+	a.file = &rf->mem;
+	a.flags = Q2_OPEN_WRITE | Q2_OPEN_HEADER_ONLY;
+	a.err = cur_err;
+	a.err_len = sizeof(cur_err);
+	EXPECT_EQ(q2_open(&a, &img), -EINVAL);
+	a.flags = Q2_OPEN_WRITE;
+	EXPECT_EQ(q2_open(&a, &img), -EROFS);
+	EXPECT(strstr(cur_err, "cannot write") != NULL);
+	free(rf);
+
+	/* Read-only images refuse the write calls. */
+	EXPECT_EQ(tb_open(&T, 0, NULL, 0, &img, &rf), 0);
+	if (img) {
+		EXPECT_EQ(q2_write_begin(img, NULL, 0, 512, &w), -EROFS);
+		EXPECT_EQ(q2_zero(img, NULL, 0, 512, 0, &done), -EROFS);
+		EXPECT_EQ(q2_flush(img), -EROFS);
+		EXPECT_EQ(q2_resize(img, 32 << 20), -EROFS);
+		EXPECT(!q2_writable(img));
+		tclose(img, rf);
+	}
+	/* A backing file needs the chain. */
+	tb_backing(&T, "base.raw", "raw");
+	if (!tb_open_w(&T, 0, &img, &f, NULL, NULL)) {
+		EXPECT_EQ(q2_write_begin(img, NULL, 0, 512, &w), -EINVAL);
+		EXPECT_EQ(q2_zero(img, NULL, 0, 512, 0, &done), -EINVAL);
+		wclose(img, f, 0);
+	} else {
+		EXPECT(0);
+	}
+}
+
+static void test_write_snapshot_refused(void)
+{
+	struct q2_image *img;
+	struct wfile *f;
+	struct q2_open_args a = { 0 };
+	u64 sn = 0;
+
+	tb_init(&T, 3, 16, 16 << 20, false);
+	tb_data(&T, 0, 0x11);
+	/* One snapshot entry sharing the active L1. */
+	sn = tb_alloc(&T, 1);
+	tb_be64(&T, sn, T.l1_off);
+	tb_be32(&T, sn + 8, T.l1_size);
+	tb_be16(&T, sn + 12, 1);
+	tb_be16(&T, sn + 14, 1);
+	T.buf[sn + 40] = '1';
+	T.buf[sn + 41] = 's';
+	tb_be32(&T, 60, 1);
+	tb_be64(&T, 64, sn);
+	tb_refcounts(&T, 4);
+	(void)a;
+	seed_write(&T, "snap-write");
+	{
+		struct q2_open_args b = { 0 };
+		struct q2u_wmem m;
+
+		q2u_wmem_init(&m, T.buf, T.len, T.len * 2);
+		b.ops = &q2u_wmem_ops;
+		b.file = &m;
+		b.flags = Q2_OPEN_WRITE;
+		b.snapshot = "s";
+		b.err = cur_err;
+		b.err_len = sizeof(cur_err);
+		EXPECT_EQ(q2_open(&b, &img), -EROFS);
+		EXPECT(strstr(cur_err, "read-only") != NULL);
+		EXPECT(strlen(cur_err) <= 75);
+		q2u_wmem_free(&m);
+	}
+	/* The active state is writable. */
+	EXPECT_EQ(tb_open_w(&T, 0, &img, &f, NULL, NULL), 0);
+	if (img)
+		wclose(img, f, 0);
+}
+
+static void test_alloc_free(void)
+{
+	u32 order;
+
+	for (order = 0; order <= 6; order++) {
+		struct q2_image *img;
+		struct wfile *f;
+		u64 off, off2, end, rc;
+		u32 got;
+		bool fresh;
+		u8 *blk;
+
+		tb_init(&T, 3, 16, 16 << 20, false);
+		tb_data(&T, 0, 0x21);
+		tb_refcounts(&T, order);
+		end = T.len;
+		if (tb_open_w(&T, 0, &img, &f, NULL, NULL)) {
+			EXPECT(0);
+			continue;
+		}
+		/* A no-op discard sets the write state up. */
+		EXPECT_EQ(q2_zero(img, NULL, 8 << 20, 65536, Q2_DISCARD, &off), 0);
+		q2_mutex_lock(&img->meta);
+		/* Nothing free inside the file: three at its end, fresh. */
+		EXPECT_EQ(q2_alloc_clusters(img, 3, false, &off, &got, &fresh), 0);
+		EXPECT_EQ(off, end);
+		EXPECT_EQ(got, 3);
+		EXPECT(fresh);
+		EXPECT_EQ(q2_refcount(img, off >> 16, &rc), 0);
+		EXPECT_EQ(rc, 1);
+		/* Freed now: reused at once (hint lowered). */
+		q2_free_now(img, off + 65536, 1);
+		EXPECT_EQ(q2_refcount(img, (off >> 16) + 1, &rc), 0);
+		EXPECT_EQ(rc, 0);
+		EXPECT_EQ(q2_alloc_clusters(img, 1, false, &off2, &got, &fresh), 0);
+		EXPECT_EQ(off2, off + 65536);
+		EXPECT(!fresh);
+		/* Dropped: decremented by the sync, then quarantined. */
+		EXPECT_EQ(q2_drop(img, off, 1), 0);
+		EXPECT_EQ(q2_refcount(img, off >> 16, &rc), 0);
+		EXPECT_EQ(rc, 1);
+		EXPECT_EQ(q2_sync_locked(img), 0);
+		EXPECT_EQ(q2_refcount(img, off >> 16, &rc), 0);
+		EXPECT_EQ(rc, 0);
+		EXPECT_EQ(q2_alloc_clusters(img, 1, false, &off2, &got, &fresh), 0);
+		EXPECT(off2 != off);
+		q2_quar_lift(img, img->quar_seq);
+		EXPECT_EQ(q2_alloc_clusters(img, 1, false, &off2, &got, &fresh), 0);
+		EXPECT_EQ(off2, off);
+		/* Exact runs skip shorter holes. */
+		q2_free_now(img, off, 1);
+		EXPECT_EQ(q2_alloc_clusters(img, 2, true, &off2, &got, &fresh), 0);
+		EXPECT(off2 > off);
+		EXPECT_EQ(got, 2);
+		/* Overflow at the width's maximum (1-bit: 1). */
+		if (order == 0)
+			EXPECT_EQ(q2_refcount_add(img, off2 >> 16, 1, &rc), -ERANGE);
+		EXPECT_EQ(q2_refcount_add(img, off >> 16, -1, &rc), -EIO);
+		EXPECT_EQ(q2_rb_writeback(img), 0);
+		q2_mutex_unlock(&img->meta);
+		/* On disk, in the reference layout. */
+		blk = f->m.data + 2 * 65536;
+		EXPECT_EQ(ref_get(blk, order, off >> 16), 0);
+		EXPECT_EQ(ref_get(blk, order, off2 >> 16), 1);
+		EXPECT_EQ(ref_get(blk, order, 0), 1);
+		wclose(img, f, 0);
+	}
+}
+
+static void test_write_basic(void)
+{
+	static const u32 bits[] = { 9, 12, 16, 21 };
+	unsigned int i;
+
+	for (i = 0; i < 4; i++) {
+		u64 cs = 1ULL << bits[i], h0, done;
+		struct q2_image *img;
+		struct wfile *f;
+		struct q2_extent e;
+		u8 *buf = malloc(3 * cs);
+
+		tb_init(&T, i & 1 ? 2 : 3, bits[i], 64ULL << 20, false);
+		h0 = tb_data(&T, 0, 0x31);
+		tb_refcounts(&T, 4);
+		if (tb_open_w(&T, 0, &img, &f, NULL, NULL)) {
+			EXPECT(0);
+			free(buf);
+			continue;
+		}
+		/* In place into the owned cluster. */
+		EXPECT_EQ(wr(img, f, cs / 2, cs / 4, 0x32), 0);
+		EXPECT_EQ(q2_map(img, 0, cs, &e), 0);
+		EXPECT_EQ(e.host_off, h0);
+		/* Allocating, across clusters, with copy-on-write edges. */
+		EXPECT_EQ(wr(img, f, cs + 100, cs, 0x33), 0);
+		EXPECT_EQ(rd(img, f, 0, buf, 3 * cs), 0);
+		EXPECT(all_bytes(buf, cs / 2, 0x31));
+		EXPECT(all_bytes(buf + cs / 2, cs / 4, 0x32));
+		EXPECT(all_bytes(buf + cs / 2 + cs / 4, cs / 4, 0x31));
+		EXPECT(all_bytes(buf + cs, 100, 0));
+		EXPECT(all_bytes(buf + cs + 100, cs, 0x33));
+		EXPECT(all_bytes(buf + 2 * cs + 100, cs - 100, 0));
+		/* Zero the first cluster: v3 zero flag, v2 deallocation. */
+		EXPECT_EQ(q2_zero(img, NULL, 0, cs, 0, &done), 0);
+		EXPECT_EQ(done, cs);
+		EXPECT_EQ(q2_map(img, 0, cs, &e), 0);
+		EXPECT_EQ(e.type, i & 1 ? Q2_UNALLOC : Q2_ZERO);
+		/* A partial head is left to the caller. */
+		EXPECT_EQ(q2_zero(img, NULL, cs + 200, 2 * cs, 0, &done), 0);
+		EXPECT_EQ(done, cs + 200);
+		EXPECT_EQ(q2_flush(img), 0);
+		EXPECT_EQ(rd(img, f, 0, buf, cs), 0);
+		EXPECT(all_bytes(buf, cs, 0));
+		wclose(img, f, 0);
+		free(buf);
+	}
+}
+
+struct bar_ctx {
+	struct q2_image *img;
+	struct wfile *f;
+	u64 stale;
+	int calls;
+	bool reused;
+};
+
+static void bar_fn(void *ctx)
+{
+	struct bar_ctx *b = ctx;
+	struct q2_write w;
+
+	/*
+	 * Called without the core's locks; the stale in-place write lands
+	 * now.  Until we return, the freed cluster is not handed out.
+	 */
+	b->calls++;
+	q2u_wmem_ops.pwrite(&b->f->m, "stale", 5, b->stale);
+	if (!q2_write_begin(b->img, NULL, 6 << 16, 4096, &w)) {
+		b->reused |= w.host_off >> 16 == b->stale >> 16;
+		q2_write_commit(b->img, &w, 0);
+	}
+}
+
+static void test_barrier(void)
+{
+	struct bar_ctx b = { 0 };
+	struct q2_image *img;
+	struct wfile *f;
+	struct q2_write w;
+	u64 done;
+	u8 buf[512];
+
+	tb_init(&T, 3, 16, 16 << 20, false);
+	tb_data(&T, 0, 0x41);
+	tb_data(&T, 65536, 0x42);
+	tb_refcounts(&T, 4);
+	if (tb_open_w(&T, 0, &img, &f, bar_fn, &b)) {
+		EXPECT(0);
+		return;
+	}
+	b.img = img;
+	b.f = f;
+	/* An in-place write planned, still "in flight"... */
+	EXPECT_EQ(q2_write_begin(img, NULL, 100, 10, &w), 0);
+	EXPECT(!w.commit);
+	b.stale = w.host_off;
+	/* ...while its cluster is discarded and released. */
+	EXPECT_EQ(q2_zero(img, NULL, 0, 65536, Q2_DISCARD, &done), 0);
+	EXPECT_EQ(q2_flush(img), 0);
+	EXPECT_EQ(b.calls, 1);
+	EXPECT(!b.reused);
+	/* After the barrier the cluster is reused. */
+	EXPECT_EQ(q2_write_begin(img, NULL, 7 << 16, 512, &w), 0);
+	EXPECT_EQ(w.host_off >> 16, b.stale >> 16);
+	EXPECT_EQ(q2_write_commit(img, &w, 0), 0);
+	/* The discarded range reads zeros; the stale bytes are nowhere. */
+	EXPECT_EQ(rd(img, f, 0, buf, sizeof(buf)), 0);
+	EXPECT(all_bytes(buf, sizeof(buf), 0));
+	/* A flush with nothing freed calls no barrier. */
+	EXPECT_EQ(q2_flush(img), 0);
+	EXPECT_EQ(b.calls, 1);
+	wclose(img, f, 0);
+}
+
+struct waiter {
+	struct q2_image *img;
+	struct wfile *f;
+	struct q2_write w;
+	int ret;
+	volatile int done;
+};
+
+static void *waiter_fn(void *arg)
+{
+	struct waiter *x = arg;
+
+	x->ret = q2_write_begin(x->img, NULL, 3 << 16 | 4096, 512, &x->w);
+	x->done = 1;
+	return NULL;
+}
+
+static void test_inflight_wait(void)
+{
+	struct q2_image *img;
+	struct wfile *f;
+	struct q2_write w;
+	struct waiter x = { 0 };
+	pthread_t t;
+	int i;
+
+	tb_init(&T, 3, 16, 16 << 20, false);
+	tb_data(&T, 0, 0x51);
+	tb_refcounts(&T, 4);
+	if (tb_open_w(&T, 0, &img, &f, NULL, NULL)) {
+		EXPECT(0);
+		return;
+	}
+	/* First writer allocates cluster 3 and holds its plan. */
+	EXPECT_EQ(q2_write_begin(img, NULL, 3 << 16, 512, &w), 0);
+	EXPECT(w.commit);
+	x.img = img;
+	x.f = f;
+	pthread_create(&t, NULL, waiter_fn, &x);
+	for (i = 0; i < 20 && !x.done; i++)
+		usleep(2000);
+	EXPECT(!x.done);	/* same guest cluster: sleeps */
+	EXPECT_EQ(q2u_wmem_ops.pwrite(&f->m, "abc", 3, w.host_off), 0);
+	EXPECT_EQ(q2_write_commit(img, &w, 0), 0);
+	pthread_join(t, NULL);
+	EXPECT_EQ(x.ret, 0);
+	/* It re-planned: now in place, in the cluster the first one made. */
+	EXPECT(!x.w.commit);
+	EXPECT_EQ(x.w.host_off, w.host_off + 4096);
+	/* A failed data write frees the new cluster, mapping unchanged. */
+	EXPECT_EQ(q2_write_begin(img, NULL, 5 << 16, 512, &w), 0);
+	EXPECT_EQ(q2_write_commit(img, &w, -EIO), -EIO);
+	EXPECT_EQ(refcount_of(img, w.host_off & ~0xffffULL), 0);
+	wclose(img, f, 0);
+}
+
+static void test_write_failure(void)
+{
+	struct q2_image *img;
+	struct wfile *f;
+	struct q2_write w;
+	struct q2_info in;
+	u8 buf[512];
+
+	tb_init(&T, 3, 16, 16 << 20, false);
+	tb_data(&T, 0, 0x61);
+	tb_refcounts(&T, 4);
+	if (tb_open_w(&T, 0, &img, &f, NULL, NULL)) {
+		EXPECT(0);
+		return;
+	}
+	EXPECT_EQ(wr(img, f, 5 << 16, 4096, 0x62), 0);
+	f->m.fail_writes = 1;		/* the next write: a refcount block */
+	EXPECT_EQ(q2_flush(img), -EIO);
+	q2_get_info(img, &in);
+	EXPECT(in.failed && !q2_writable(img));
+	EXPECT_EQ(q2_write_begin(img, NULL, 0, 512, &w), -EIO);
+	EXPECT_EQ(q2_flush(img), -EIO);
+	/* Reads go on; the header says corrupt. */
+	EXPECT_EQ(rd(img, f, 5 << 16, buf, sizeof(buf)), 0);
+	EXPECT(all_bytes(buf, sizeof(buf), 0x62));
+	EXPECT(q2_be64(f->m.data + 72) & Q2_INCOMPAT_CORRUPT);
+	wclose(img, f, -EIO);
+}
+
+static void test_resize(void)
+{
+	struct q2_image *img;
+	struct wfile *f;
+	struct q2_info in;
+	u64 old_l1, rc;
+	u8 buf[512];
+
+	/* 512-byte clusters: one L1 entry maps 32 KiB; two for 48 KiB. */
+	tb_init(&T, 3, 9, 48 << 10, false);
+	tb_data(&T, 1024, 0x71);
+	tb_refcounts(&T, 4);
+	if (tb_open_w(&T, 0, &img, &f, NULL, NULL)) {
+		EXPECT(0);
+		return;
+	}
+	old_l1 = T.l1_off;
+	EXPECT_EQ(q2_resize(img, 32 << 10), -EOPNOTSUPP);
+	EXPECT_EQ(q2_resize(img, (64 << 10) + 100), -EINVAL);
+	/* Within the L1 table's two entries: the size only. */
+	EXPECT_EQ(q2_resize(img, 64 << 10), 0);
+	q2_get_info(img, &in);
+	EXPECT_EQ(in.l1_table_offset, old_l1);
+	EXPECT_EQ(in.l1_size, 2);
+	EXPECT_EQ(q2_be64(f->m.data + 24), 64 << 10);
+	/* Past them: a new L1 table, the old one freed. */
+	EXPECT_EQ(q2_resize(img, 8 << 20), 0);
+	q2_get_info(img, &in);
+	EXPECT_EQ(in.virtual_size, 8 << 20);
+	EXPECT_EQ(in.l1_size, 256);
+	EXPECT(in.l1_table_offset != old_l1);
+	EXPECT_EQ(q2_be64(f->m.data + 24), 8 << 20);
+	EXPECT_EQ(q2_be32(f->m.data + 36), 256);
+	EXPECT_EQ(q2_be64(f->m.data + 40), in.l1_table_offset);
+	rc = refcount_of(img, old_l1);
+	EXPECT_EQ(rc, 0);
+	EXPECT_EQ(refcount_of(img, in.l1_table_offset), 1);
+	/* Old data still there; the new range writable. */
+	EXPECT_EQ(rd(img, f, 1024, buf, sizeof(buf)), 0);
+	EXPECT(all_bytes(buf, sizeof(buf), 0x71));
+	EXPECT_EQ(wr(img, f, (8 << 20) - 512, 512, 0x72), 0);
+	EXPECT_EQ(rd(img, f, (8 << 20) - 512, buf, sizeof(buf)), 0);
+	EXPECT(all_bytes(buf, sizeof(buf), 0x72));
+	wclose(img, f, 0);
+}
+
+static void test_zero_extended(void)
+{
+	struct q2_image *img;
+	struct wfile *f;
+	struct q2_extent e;
+	u64 done, sc = 65536 / 32, h0;
+	u8 buf[64];
+
+	tb_init(&T, 3, 16, 16 << 20, true);
+	h0 = tb_data(&T, 0, 0x81);
+	tb_refcounts(&T, 4);
+	if (tb_open_w(&T, 0, &img, &f, NULL, NULL)) {
+		EXPECT(0);
+		return;
+	}
+	EXPECT_EQ(q2_zero_granule(img), sc);
+	/* Whole subclusters get the zero bit; a partial tail is left. */
+	EXPECT_EQ(q2_zero(img, NULL, sc, 2 * sc + 100, 0, &done), 0);
+	EXPECT_EQ(done, 3 * sc);
+	EXPECT_EQ(q2_map(img, sc, sc, &e), 0);
+	EXPECT_EQ(e.type, Q2_ZERO);
+	EXPECT_EQ(q2_map(img, 3 * sc, sc, &e), 0);
+	EXPECT_EQ(e.type, Q2_DATA);
+	/* Writing an unallocated subcluster of an owned cluster: reuse. */
+	EXPECT_EQ(wr(img, f, 65536 + sc, 100, 0x82), 0);
+	EXPECT_EQ(wr(img, f, sc + 10, 10, 0x83), 0);
+	EXPECT_EQ(q2_map(img, sc, sc, &e), 0);
+	EXPECT_EQ(e.type, Q2_DATA);
+	EXPECT_EQ(e.host_off, h0 + sc);		/* same cluster, reused */
+	EXPECT_EQ(rd(img, f, sc, buf, sizeof(buf)), 0);
+	EXPECT(all_bytes(buf, 10, 0) && all_bytes(buf + 10, 10, 0x83) &&
+	       all_bytes(buf + 20, 44, 0));
+	wclose(img, f, 0);
+}
+
 /* ---- driver ------------------------------------------------------------- */
 
 struct tcase {
@@ -1613,6 +2250,16 @@ static const struct tcase cases[] = {
 	{ "map: zero flag in v2", test_map_v2_zero_flag },
 	{ "map: bad compressed clusters", test_map_compressed_bad },
 	{ "map: bad subcluster bitmaps", test_map_extended_bad },
+	{ "write: refcount packing at every width", test_refcount_packing },
+	{ "write: refusals", test_write_refusals },
+	{ "write: snapshots are read-only", test_write_snapshot_refused },
+	{ "write: allocation, free, quarantine", test_alloc_free },
+	{ "write: begin/commit, zero, cluster sizes", test_write_basic },
+	{ "write: barrier before reuse", test_barrier },
+	{ "write: waiting for an in-flight allocation", test_inflight_wait },
+	{ "write: metadata write failure", test_write_failure },
+	{ "write: resize and L1 growth", test_resize },
+	{ "write: extended L2 zero and reuse", test_zero_extended },
 };
 
 static bool selected(const char *name, int argc, char **argv)

@@ -10,7 +10,10 @@
 
 #include "qcow2.h"
 
-/* A file opened read-only; @size is sampled by q2u_posix_ops.size. */
+/*
+ * A file; q2u_posix_ops reads, writes (pwrite, fdatasync, punch with
+ * fallocate) and sizes it.
+ */
 struct q2u_file {
 	int fd;
 };
@@ -31,6 +34,26 @@ struct q2u_mem {
 
 extern const struct q2_file_ops q2u_mem_ops;
 
+/*
+ * A writable in-memory file, growing up to @max bytes (pwrite past it is
+ * -ENOSPC).  Not thread safe.  @fail_writes: the n-th pwrite from now
+ * fails with -EIO (0: never).
+ */
+struct q2u_wmem {
+	u8 *data;
+	size_t len;
+	size_t cap;
+	size_t max;
+	unsigned long writes;
+	unsigned long flushes;
+	u64 punched;
+	unsigned long fail_writes;
+};
+
+extern const struct q2_file_ops q2u_wmem_ops;
+int q2u_wmem_init(struct q2u_wmem *m, const void *data, size_t len, size_t max);
+void q2u_wmem_free(struct q2u_wmem *m);
+
 /* An opened chain, top first. */
 struct q2u_chain {
 	unsigned int nr;
@@ -38,6 +61,8 @@ struct q2u_chain {
 	struct q2u_file files[Q2_CHAIN_MAX];
 	char *paths[Q2_CHAIN_MAX];
 	struct q2_chain chain;
+	void (*barrier)(void *ctx);	/* set before q2u_chain_open_flags() */
+	void *barrier_ctx;
 };
 
 /*
@@ -52,6 +77,19 @@ int q2u_chain_open(struct q2u_chain *c, const char *top,
 		   const char *snapshot, u64 cache_bytes, char *err,
 		   size_t err_len);
 void q2u_chain_close(struct q2u_chain *c);
+
+/*
+ * As q2u_chain_open(), the top opened with @top_flags (Q2_OPEN_WRITE: the
+ * file read-write); c->barrier and c->barrier_ctx, if set before the call,
+ * go to the top's open.  Every layer's ops and file are set (raw layers
+ * need them for copy-on-write).
+ */
+int q2u_chain_open_flags(struct q2u_chain *c, const char *top,
+			 const char *const *backing, unsigned int nb_backing,
+			 const char *snapshot, u64 cache_bytes,
+			 unsigned int top_flags, char *err, size_t err_len);
+/* Close, flushing a writable top (q2_close_clean()); its error. */
+int q2u_chain_close_clean(struct q2u_chain *c);
 
 /* Read [@off, @off + @len) of the chain's guest view into @buf. */
 int q2u_chain_read(struct q2u_chain *c, void *buf, u64 off, size_t len);

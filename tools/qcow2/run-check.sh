@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make check` for the qcow2 core: unit tests, replay of the fuzzing
-# regression corpus, the qemu-img oracle and a short fuzz run, as one KTAP
-# document with a subtest each.
+# `make check` for the qcow2 core: unit tests, the write path against
+# qemu-img (workloads and crash states), replay of the fuzzing regression
+# corpus, the qemu-img oracle and a short fuzz run, as one KTAP document
+# with a subtest each.
 set -uo pipefail
 cd "$(dirname "$0")" || exit 1
 
@@ -12,7 +13,7 @@ failed=0
 errf=$(mktemp)
 trap 'rm -f "$errf"' EXIT
 echo "KTAP version 1"
-echo "1..4"
+echo "1..5"
 
 # sub NAME KTAP|DIAG COMMAND...: run, indent its output as a subtest.
 sub() {
@@ -38,6 +39,7 @@ sub() {
 }
 
 sub q2test KTAP ./q2test
+sub q2write KTAP ./q2write
 sub fuzz-regress KTAP ./fuzz_replay corpus-regress
 sub oracle KTAP ./oracle.sh
 sub fuzz-smoke DIAG make -s --no-print-directory fuzz-smoke

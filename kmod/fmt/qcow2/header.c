@@ -541,6 +541,7 @@ static int q2_read_snapshots(struct q2_open_ctx *ctx)
 			return q2_fail(ctx, -EFBIG, "snapshot table exceeds 64 MiB");
 		pool_len += q2_be16(hdr + 12) + 1 + q2_be16(hdr + 14) + 1;
 	}
+	img->snapshots_bytes = total;
 
 	buf = q2_zalloc(total);
 	img->snapshots = q2_zalloc(sizeof(*img->snapshots) * img->nb_snapshots);
@@ -700,6 +701,157 @@ static int q2_read_header(struct q2_open_ctx *ctx)
 	return q2_check_features(ctx);
 }
 
+/*
+ * Refcounts read straight from the file at open (the write path's cache
+ * does not exist yet), one block remembered.
+ */
+struct q2_rc_probe {
+	u8 *blk;
+	u64 blk_off;
+};
+
+static int q2_probe_refcount(struct q2_open_ctx *ctx, struct q2_rc_probe *p,
+			     u64 host, u64 *rc)
+{
+	struct q2_image *img = ctx->img;
+	u64 ci = host >> img->cluster_bits;
+	u64 bi = ci >> img->rb_bits;
+	int ret;
+
+	*rc = 0;
+	if (bi >= img->rt_entries || !img->rt[bi])
+		return 0;
+	if (p->blk_off != img->rt[bi]) {
+		p->blk_off = 0;
+		ret = img->ops->pread(img->file, p->blk, img->cluster_size,
+				      img->rt[bi]);
+		if (ret)
+			return q2_fail(ctx, ret, "cannot read refcount block at 0x%llx",
+				       img->rt[bi]);
+		p->blk_off = img->rt[bi];
+	}
+	*rc = q2_rc_get(p->blk, img->refcount_order,
+			ci & ((1ULL << img->rb_bits) - 1));
+	return 0;
+}
+
+/* The first and last cluster of the table at @off (@bytes) are in use. */
+static int q2_check_in_use(struct q2_open_ctx *ctx, struct q2_rc_probe *p,
+			   const char *what, u64 off, u64 bytes)
+{
+	u64 rc, at[2] = { off, off + (bytes ? bytes - 1 : 0) };
+	int i, ret;
+
+	for (i = 0; i < 2; i++) {
+		ret = q2_probe_refcount(ctx, p, at[i], &rc);
+		if (ret)
+			return ret;
+		if (!rc)
+			return q2_fail(ctx, -EINVAL,
+				       "%s at 0x%llx: refcount 0 (qemu-img check -r all)",
+				       what, at[i] & ~(u64)(ctx->img->cluster_size - 1));
+	}
+	return 0;
+}
+
+/*
+ * Write mode: refusals, then the refcount table in memory (validated entry
+ * by entry) and a check that the metadata we know of is counted, so that
+ * allocation can trust a zero refcount.
+ */
+static int q2_open_write(struct q2_open_ctx *ctx)
+{
+	const struct q2_open_args *a = ctx->args;
+	struct q2_image *img = ctx->img;
+	struct q2_rc_probe probe = { 0 };
+	u64 bytes = (u64)img->reftable_clusters << img->cluster_bits;
+	u8 *raw;
+	u32 i;
+	int ret;
+
+	if (!img->ops->pwrite || !img->ops->flush)
+		return q2_fail(ctx, -EROFS, "file ops cannot write");
+	if (a->snapshot)
+		return q2_fail(ctx, -EROFS, "snapshot '%.32s' can only be opened read-only",
+			       a->snapshot);
+	if (img->incompat & Q2_INCOMPAT_CORRUPT)
+		return q2_fail(ctx, -EROFS,
+			       "image is marked corrupt; run qemu-img check -r all");
+	if (img->incompat & Q2_INCOMPAT_DIRTY)
+		return q2_fail(ctx, -EROFS, "image is dirty; run qemu-img check -r all");
+
+	img->rb_bits = img->cluster_bits + 3 - img->refcount_order;
+	img->rc_max = img->refcount_order == 6 ? ~0ULL :
+		      (1ULL << (1U << img->refcount_order)) - 1;
+	img->rt_entries = (u32)(bytes / 8);
+	img->rt = q2_alloc(bytes);
+	if (!img->rt)
+		return -ENOMEM;
+	raw = (u8 *)img->rt;
+	ret = img->ops->pread(img->file, raw, bytes, img->reftable_offset);
+	if (ret)
+		return q2_fail(ctx, ret, "cannot read the refcount table");
+	for (i = 0; i < img->rt_entries; i++) {
+		u64 e = q2_be64(raw + (size_t)i * 8);
+
+		img->rt[i] = e;
+		if (!e)
+			continue;
+		if (e & Q2_RT_RESERVED)
+			return q2_fail(ctx, -EINVAL,
+				       "refcount table entry %u has reserved bits set", i);
+		if ((e & (img->cluster_size - 1)) || e < img->cluster_size ||
+		    q2_past_eof(img, e, img->cluster_size))
+			return q2_fail(ctx, -EINVAL,
+				       "refcount block %u at 0x%llx is invalid", i, e);
+		if (q2_ranges_overlap(e, img->cluster_size, img->reftable_offset,
+				      bytes) ||
+		    q2_ranges_overlap(e, img->cluster_size, img->active_l1_offset,
+				      q2_l1_span(img, img->active_l1_size)))
+			return q2_fail(ctx, -EINVAL,
+				       "refcount block %u at 0x%llx overlaps a table",
+				       i, e);
+	}
+
+	probe.blk = q2_alloc(img->cluster_size);
+	if (!probe.blk)
+		return -ENOMEM;
+	ret = q2_check_in_use(ctx, &probe, "header", 0, 1);
+	if (!ret)
+		ret = q2_check_in_use(ctx, &probe, "refcount table",
+				      img->reftable_offset, bytes);
+	if (!ret && img->active_l1_size)
+		ret = q2_check_in_use(ctx, &probe, "L1 table",
+				      img->active_l1_offset,
+				      (u64)img->active_l1_size * 8);
+	if (!ret && img->nb_snapshots)
+		ret = q2_check_in_use(ctx, &probe, "snapshot table",
+				      img->snapshots_offset, img->snapshots_bytes);
+	for (i = 0; !ret && i < img->nb_snapshots; i++)
+		if (img->snapshots[i].l1_size)
+			ret = q2_check_in_use(ctx, &probe, "snapshot L1 table",
+					      img->snapshots[i].l1_offset,
+					      (u64)img->snapshots[i].l1_size * 8);
+	for (i = 0; !ret && i < img->rt_entries; i++)
+		if (img->rt[i])
+			ret = q2_check_in_use(ctx, &probe, "refcount block",
+					      img->rt[i], 1);
+	q2_free(probe.blk);
+	if (ret)
+		return ret;
+
+	img->alloc_end = img->file_size;
+	img->zero_from = (img->file_size + img->cluster_size - 1) &
+			 ~(u64)(img->cluster_size - 1);
+	img->barrier = a->barrier;
+	img->barrier_ctx = a->barrier_ctx;
+	q2_mutex_init(&img->meta);
+	q2_mutex_init(&img->flush_lock);
+	q2_waitq_init(&img->waitq);
+	img->writable = true;
+	return 0;
+}
+
 static int q2_do_open(struct q2_open_ctx *ctx)
 {
 	const struct q2_open_args *a = ctx->args;
@@ -720,6 +872,11 @@ static int q2_do_open(struct q2_open_ctx *ctx)
 	img->l1_offset = img->active_l1_offset;
 	img->l1_size = img->active_l1_size;
 	img->disk_size = img->size;
+	if (a->flags & Q2_OPEN_WRITE) {
+		ret = q2_open_write(ctx);
+		if (ret)
+			return ret;
+	}
 	if (a->snapshot) {
 		ret = q2_select_snapshot(ctx, a->snapshot);
 		if (ret)
@@ -744,7 +901,8 @@ int q2_open(const struct q2_open_args *args, struct q2_image **out)
 	if (args->err && args->err_len)
 		args->err[0] = 0;
 	if (!args->ops || !args->ops->pread || !args->ops->size ||
-	    (args->flags & ~Q2_OPEN_ALL))
+	    (args->flags & ~Q2_OPEN_ALL) ||
+	    ((args->flags & Q2_OPEN_HEADER_ONLY) && (args->flags & Q2_OPEN_WRITE)))
 		return q2_fail(&ctx, -EINVAL, "invalid open arguments");
 
 	img = q2_zalloc(sizeof(*img));
@@ -774,10 +932,14 @@ int q2_open(const struct q2_open_args *args, struct q2_image **out)
 	return 0;
 }
 
-void q2_close(struct q2_image *img)
+static void q2_do_close(struct q2_image *img)
 {
-	if (!img)
-		return;
+	if (img->writable) {
+		q2_waitq_destroy(&img->waitq);
+		q2_mutex_destroy(&img->flush_lock);
+		q2_mutex_destroy(&img->meta);
+	}
+	q2_free(img->rt);
 	q2_l2_cache_destroy(img);
 	q2_dctx_free(img->dctx);
 	q2_free(img->cbuf);
@@ -790,6 +952,28 @@ void q2_close(struct q2_image *img)
 	q2_free(img->backing_name);
 	q2_free(img->data_file_name);
 	q2_free(img);
+}
+
+/*
+ * The write path's state is flushed and freed through a hook that
+ * write.c installs on first use, so that programs linking only the read
+ * path's files (vdiskctl) need none of it.
+ */
+int q2_close_clean(struct q2_image *img)
+{
+	int ret = 0;
+
+	if (!img)
+		return 0;
+	if (img->wclose)
+		ret = img->wclose(img);
+	q2_do_close(img);
+	return ret;
+}
+
+void q2_close(struct q2_image *img)
+{
+	q2_close_clean(img);
 }
 
 u64 q2_virtual_size(const struct q2_image *img)
@@ -836,5 +1020,12 @@ void q2_get_info(const struct q2_image *img, struct q2_info *info)
 	info->snapshots_offset = img->snapshots_offset;
 	info->snapshots = img->snapshots;
 	info->open_snapshot = img->snap_index;
-	info->file_size = img->file_size;
+	info->file_size = q2_load(&img->file_size);
+	info->writable = img->writable;
+	info->failed = q2_load(&img->failed);
+}
+
+bool q2_writable(const struct q2_image *img)
+{
+	return img->writable && !q2_load(&img->failed);
 }

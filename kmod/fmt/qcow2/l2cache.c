@@ -5,9 +5,12 @@
  * allocated on first use, so an image touching few tables costs little
  * whatever its budget.
  *
- * Everything here runs under img->l2.lock.  A table returned by
- * q2_l2_get() is pinned until q2_l2_put(); pinned or dirty slots are never
- * evicted (the write path will pin tables across I/O and mark them dirty).
+ * Everything here runs under img->l2.lock, but q2_l2_writeback().  A table
+ * returned by q2_l2_get() or q2_l2_install() is pinned until q2_l2_put();
+ * pinned or dirty slots are never evicted.  Only the write path (under the
+ * image's metadata mutex) dirties tables, installs new ones and writes
+ * them back; when every slot is dirty, q2_l2_get() says -EAGAIN and a
+ * reader maps from a private copy (map.c) while a writer makes room.
  */
 #include "q2_priv.h"
 
@@ -129,7 +132,7 @@ int q2_l2_get(struct q2_image *img, u64 offset, struct q2_l2_slot **slot)
 	c->misses++;
 	idx = q2_l2_victim(img);
 	if (idx < 0)
-		return -ENOMEM;		/* every slot pinned: cannot happen yet */
+		return -EAGAIN;		/* every slot pinned or dirty */
 	s = &c->slots[idx];
 	if (!s->data) {
 		s->data = q2_alloc(img->cluster_size);
@@ -151,10 +154,134 @@ int q2_l2_get(struct q2_image *img, u64 offset, struct q2_l2_slot **slot)
 	return 0;
 }
 
+/* The table at @offset if cached (pinned), else NULL; never reads. */
+struct q2_l2_slot *q2_l2_peek(struct q2_image *img, u64 offset)
+{
+	struct q2_l2_cache *c = &img->l2;
+	int idx;
+
+	for (idx = c->buckets[q2_l2_hash(img, offset)]; idx >= 0;
+	     idx = c->slots[idx].next) {
+		if (c->slots[idx].offset == offset) {
+			c->hits++;
+			c->slots[idx].referenced = true;
+			c->slots[idx].pins++;
+			return &c->slots[idx];
+		}
+	}
+	return NULL;
+}
+
 void q2_l2_put(struct q2_l2_slot *slot)
 {
 	if (slot->pins)
 		slot->pins--;
+}
+
+/*
+ * A table the write path creates at @offset: a copy of @src, or zeros.
+ * Dirty and pinned.  A stale slot for the same offset is reused.
+ */
+int q2_l2_install(struct q2_image *img, u64 offset, const u8 *src,
+		  struct q2_l2_slot **slot)
+{
+	struct q2_l2_cache *c = &img->l2;
+	unsigned int b = q2_l2_hash(img, offset);
+	struct q2_l2_slot *s = NULL;
+	int idx;
+
+	for (idx = c->buckets[b]; idx >= 0; idx = c->slots[idx].next)
+		if (c->slots[idx].offset == offset) {
+			s = &c->slots[idx];
+			break;
+		}
+	if (!s) {
+		idx = q2_l2_victim(img);
+		if (idx < 0)
+			return -EAGAIN;
+		s = &c->slots[idx];
+		if (!s->data) {
+			s->data = q2_alloc(img->cluster_size);
+			if (!s->data)
+				return -ENOMEM;
+			c->used++;
+		} else if (s->offset) {
+			q2_l2_unhash(img, idx);
+		}
+		s->offset = offset;
+		s->next = c->buckets[b];
+		c->buckets[b] = idx;
+	}
+	if (src)
+		memcpy(s->data, src, img->cluster_size);
+	else
+		memset(s->data, 0, img->cluster_size);
+	s->dirty = true;
+	s->referenced = true;
+	s->pins++;
+	*slot = s;
+	return 0;
+}
+
+/* Slots a new table could take now: never used, or clean and unpinned. */
+unsigned int q2_l2_room(struct q2_image *img)
+{
+	struct q2_l2_cache *c = &img->l2;
+	unsigned int i, n = c->nr - c->used;
+
+	for (i = 0; i < c->used; i++)
+		n += !c->slots[i].pins && !c->slots[i].dirty;
+	return n;
+}
+
+bool q2_l2_any_dirty(struct q2_image *img)
+{
+	struct q2_l2_cache *c = &img->l2;
+	bool dirty = false;
+	unsigned int i;
+
+	q2_mutex_lock(&c->lock);
+	for (i = 0; i < c->used && !dirty; i++)
+		dirty = c->slots[i].dirty;
+	q2_mutex_unlock(&c->lock);
+	return dirty;
+}
+
+/*
+ * Write every dirty table (the caller holds the metadata mutex, which
+ * alone dirties tables, and has made what they depend on durable).  The
+ * lock is dropped across each write: the slot is pinned, and readers may
+ * keep reading it.
+ */
+int q2_l2_writeback(struct q2_image *img)
+{
+	struct q2_l2_cache *c = &img->l2;
+	struct q2_l2_slot *s;
+	unsigned int i;
+	u64 off;
+	int ret = 0;
+
+	for (i = 0; i < c->nr && !ret; i++) {
+		q2_mutex_lock(&c->lock);
+		s = &c->slots[i];
+		if (i >= c->used || !s->dirty || !s->offset) {
+			q2_mutex_unlock(&c->lock);
+			continue;
+		}
+		s->pins++;
+		off = s->offset;
+		q2_mutex_unlock(&c->lock);
+
+		ret = img->ops->pwrite(img->file, s->data, img->cluster_size, off);
+
+		q2_mutex_lock(&c->lock);
+		s->pins--;
+		if (!ret)
+			s->dirty = false;
+		q2_mutex_unlock(&c->lock);
+		img->unflushed = true;
+	}
+	return ret;
 }
 
 void q2_cache_stats(struct q2_image *img, struct q2_cache_stats *st)

@@ -25,8 +25,7 @@ static int q2_corrupt(struct q2_image *img, u64 guest, const char *fmt, ...)
 }
 
 /* Which metadata, if any, the host range [@off, @off + @len) runs into. */
-static const char *q2_hits_metadata(const struct q2_image *img, u64 off,
-				    u64 len)
+const char *q2_hits_metadata(const struct q2_image *img, u64 off, u64 len)
 {
 	if (off < img->cluster_size)
 		return "the header cluster";
@@ -38,10 +37,16 @@ static const char *q2_hits_metadata(const struct q2_image *img, u64 off,
 	    q2_ranges_overlap(off, len, img->l1_offset,
 			      q2_l1_span(img, img->l1_size)))
 		return "the snapshot L1 table";
-	if (q2_ranges_overlap(off, len, img->reftable_offset,
-			      (u64)img->reftable_clusters << img->cluster_bits))
+	if (q2_ranges_overlap(off, len, q2_load(&img->reftable_offset),
+			      (u64)q2_load(&img->reftable_clusters) << img->cluster_bits))
 		return "the refcount table";
 	return NULL;
+}
+
+/* Bytes of the file that may hold metadata: what the file had, or more. */
+static u64 q2_meta_limit(const struct q2_image *img)
+{
+	return q2_max64(q2_load(&img->file_size), q2_load(&img->alloc_end));
 }
 
 int q2_check_l2_offset(struct q2_image *img, u64 l2_off, u64 l1_index)
@@ -56,8 +61,8 @@ int q2_check_l2_offset(struct q2_image *img, u64 l2_off, u64 l1_index)
 	if (what)
 		return q2_corrupt(img, guest, "L2 table at 0x%llx overlaps %s",
 				  l2_off, what);
-	if (l2_off > img->file_size ||
-	    img->file_size - l2_off < img->cluster_size)
+	if (l2_off > q2_meta_limit(img) ||
+	    q2_meta_limit(img) - l2_off < img->cluster_size)
 		return q2_corrupt(img, guest, "L2 table at 0x%llx past end of file",
 				  l2_off);
 	return 0;
@@ -153,6 +158,7 @@ static int q2_classify(struct q2_image *img, u64 e, u64 bm, u32 sc, u64 guest,
 static int q2_compressed(struct q2_image *img, u64 e, u64 guest,
 			 struct q2_extent *ext)
 {
+	u64 fsize = q2_load(&img->file_size);
 	u64 coff = e & img->coffset_mask;
 	u64 nb = ((e >> img->csize_shift) & img->csize_mask) + 1;
 	u64 clen = (nb << Q2_SECTOR_BITS) - (coff & ((1U << Q2_SECTOR_BITS) - 1));
@@ -161,11 +167,11 @@ static int q2_compressed(struct q2_image *img, u64 e, u64 guest,
 	if (coff >= Q2_MAX_HOST_OFFSET)
 		return q2_corrupt(img, guest, "compressed offset 0x%llx too large",
 				  coff);
-	if (coff >= img->file_size)
+	if (coff >= fsize)
 		return q2_corrupt(img, guest,
 				  "compressed data at 0x%llx past end of file", coff);
-	if (clen > img->file_size - coff)
-		clen = img->file_size - coff;
+	if (clen > fsize - coff)
+		clen = fsize - coff;
 	what = q2_hits_metadata(img, coff, clen);
 	if (what)
 		return q2_corrupt(img, guest,
@@ -181,6 +187,7 @@ static int q2_map_table(struct q2_image *img, const u8 *table, u64 off,
 			u64 end, struct q2_extent *ext)
 {
 	u64 gran = 1ULL << img->gran_bits, pos = off;
+	u64 fsize = q2_load(&img->file_size);
 	u32 idx_mask = (1U << img->l2_bits) - 1;
 	enum q2_type type = Q2_UNALLOC;
 	int ret;
@@ -202,19 +209,19 @@ static int q2_map_table(struct q2_image *img, const u8 *table, u64 off,
 		if (type == Q2_DATA) {
 			u64 hs = host + ((u64)sc << img->gran_bits);
 
-			if (hs >= img->file_size)
+			if (hs >= fsize && hs >= q2_meta_limit(img))
 				return q2_corrupt(img, pos,
 						  "data at 0x%llx past end of file (0x%llx)",
-						  hs, img->file_size);
+						  hs, fsize);
 			/*
 			 * A file may end inside its last cluster (QEMU does not
 			 * always write whole clusters); the rest reads as zeros.
 			 */
 			hpos = hs + (pos - gstart);
-			if (hpos >= img->file_size)
+			if (hpos >= fsize)
 				type = Q2_ZERO;
-			else if (img->file_size - hpos < seg_end - pos)
-				seg_end = pos + (img->file_size - hpos);
+			else if (fsize - hpos < seg_end - pos)
+				seg_end = pos + (fsize - hpos);
 		}
 		if (pos == off) {
 			ext->type = type;
@@ -240,12 +247,79 @@ static int q2_map_table(struct q2_image *img, const u8 *table, u64 off,
 	return 0;
 }
 
+/*
+ * Every cache slot holds a dirty table (the write path writes them back
+ * when it needs room, readers cannot): map from a private copy.  A table
+ * not in the cache is clean, so the file has it.
+ */
+static int q2_map_bypass(struct q2_image *img, u64 l2_off, u64 off, u64 end,
+			 struct q2_extent *ext)
+{
+	u8 *buf = q2_alloc(img->cluster_size);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = img->ops->pread(img->file, buf, img->cluster_size, l2_off);
+	if (!ret)
+		ret = q2_map_table(img, buf, off, end, ext);
+	q2_free(buf);
+	return ret;
+}
+
+/*
+ * Write path: an L2 entry (@bm its bitmap with extended L2) about to be
+ * written through or replaced, checked as the read path would: reserved
+ * bits aside, anything q2_map() would call corrupt is -EIO here too, and
+ * host clusters must not be metadata we know.
+ */
+int q2_check_entry(struct q2_image *img, u64 e, u64 bm, u64 guest)
+{
+	u64 hc = e & Q2_OFFSET_MASK;
+	u32 alloc = (u32)bm, zero = (u32)(bm >> 32);
+	const char *what;
+
+	if (e & Q2_OFLAG_COMPRESSED) {
+		u64 coff = e & img->coffset_mask;
+
+		if (bm)
+			return q2_corrupt(img, guest,
+					  "compressed cluster with subcluster bitmap 0x%llx",
+					  bm);
+		if (coff >= Q2_MAX_HOST_OFFSET || coff < img->cluster_size)
+			return q2_corrupt(img, guest,
+					  "compressed offset 0x%llx invalid", coff);
+		return 0;
+	}
+	if (img->extended_l2) {
+		if (alloc & zero)
+			return q2_corrupt(img, guest,
+					  "subclusters both allocated and zero (0x%llx)",
+					  bm);
+		if (!hc && alloc)
+			return q2_corrupt(img, guest,
+					  "unallocated cluster with allocated subclusters (0x%llx)",
+					  bm);
+	} else if ((e & Q2_OFLAG_ZERO) && img->version < 3) {
+		return q2_corrupt(img, guest, "zero flag in a version 2 image");
+	}
+	if (!hc)
+		return 0;
+	if (hc & (img->cluster_size - 1))
+		return q2_corrupt(img, guest, "cluster offset 0x%llx unaligned", hc);
+	what = q2_hits_metadata(img, hc, img->cluster_size);
+	if (what)
+		return q2_corrupt(img, guest, "data cluster at 0x%llx overlaps %s",
+				  hc, what);
+	return 0;
+}
+
 int q2_map(struct q2_image *img, u64 off, u64 len, struct q2_extent *ext)
 {
 	u32 span_bits = img->cluster_bits + img->l2_bits;
 	u64 l1_index, l2_off, end, tbl_end;
 	struct q2_l2_slot *slot;
-	int ret;
+	int ret, tries;
 
 	memset(ext, 0, sizeof(*ext));
 	if (img->header_only || !len || off >= img->disk_size)
@@ -255,13 +329,16 @@ int q2_map(struct q2_image *img, u64 off, u64 len, struct q2_extent *ext)
 		len = img->disk_size - off;
 	end = off + len;
 	l1_index = off >> span_bits;
+	/* The write path changes L1 entries under us: load each once. */
+	l2_off = l1_index < img->l1_size ?
+		 q2_load_acquire(&img->l1[l1_index]) & Q2_OFFSET_MASK : 0;
 
-	if (l1_index >= img->l1_size || !(img->l1[l1_index] & Q2_OFFSET_MASK)) {
+	if (!l2_off) {
 		/* Coalesce a run of empty L1 entries, bounded by the L1 size. */
 		u64 i = l1_index + 1;
 
 		while (i < img->l1_size && (i << span_bits) < end &&
-		       !(img->l1[i] & Q2_OFFSET_MASK))
+		       !(q2_load(&img->l1[i]) & Q2_OFFSET_MASK))
 			i++;
 		tbl_end = i < img->l1_size ? i << span_bits : end;
 		ext->type = Q2_UNALLOC;
@@ -269,7 +346,6 @@ int q2_map(struct q2_image *img, u64 off, u64 len, struct q2_extent *ext)
 		return 0;
 	}
 
-	l2_off = img->l1[l1_index] & Q2_OFFSET_MASK;
 	ret = q2_check_l2_offset(img, l2_off, l1_index);
 	if (ret)
 		return ret;
@@ -277,13 +353,23 @@ int q2_map(struct q2_image *img, u64 off, u64 len, struct q2_extent *ext)
 	if (end > tbl_end)
 		end = tbl_end;
 
-	q2_mutex_lock(&img->l2.lock);
-	ret = q2_l2_get(img, l2_off, &slot);
-	if (!ret) {
-		ret = q2_map_table(img, slot->data, off, end, ext);
-		q2_l2_put(slot);
+	for (tries = 0; tries < 2; tries++) {
+		q2_mutex_lock(&img->l2.lock);
+		ret = q2_l2_get(img, l2_off, &slot);
+		if (!ret) {
+			ret = q2_map_table(img, slot->data, off, end, ext);
+			q2_l2_put(slot);
+		}
+		q2_mutex_unlock(&img->l2.lock);
+		/*
+		 * Every slot dirty: have the write path (installed before it
+		 * dirtied any) write them back, else map from a copy.
+		 */
+		if (ret != -EAGAIN || !img->wreclaim || img->wreclaim(img))
+			break;
 	}
-	q2_mutex_unlock(&img->l2.lock);
+	if (ret == -EAGAIN)
+		ret = q2_map_bypass(img, l2_off, off, end, ext);
 	if (ret == -EIO)
 		memset(ext, 0, sizeof(*ext));
 	return ret;

@@ -8,14 +8,24 @@
  * file access goes through struct q2_file_ops supplied by the caller, and
  * the caller issues the data I/O itself from the extents q2_map() returns.
  *
- * Read-only for now.  The structures are laid out for the write path (L2
- * cache entries carry pin counts and a dirty flag, the refcount table is
- * validated at open, the ops table has pwrite and flush slots).
+ * Writes (Q2_OPEN_WRITE): the caller writes guest data itself, at host
+ * ranges the core plans (q2_write_begin() / q2_write_commit()); the core
+ * allocates clusters, copies on write, keeps refcounts exact and orders
+ * its metadata writes as QEMU does, so that a crash at any point leaves an
+ * image qemu-img check finds consistent (at worst with leaked clusters).
  *
  * Thread safety: after q2_open() returns, q2_map(), q2_read_compressed(),
- * q2_chain_map(), q2_cache_stats() and the info accessors may be called
- * concurrently from any number of threads; q2_close() must not race with
- * any of them.
+ * q2_chain_map(), q2_cache_stats(), the info accessors and, on a writable
+ * image, q2_write_begin(), q2_write_commit(), q2_zero() and q2_flush() may
+ * be called concurrently from any number of threads.  q2_resize() and
+ * q2_close() must not race with anything on the image.
+ *
+ * Locking (writable images): one metadata mutex per image serialises
+ * planning, commits, zeroing, allocation and cache write-back; it is held
+ * across metadata I/O but never across the caller's data I/O nor the
+ * copy-on-write I/O of q2_write_begin().  Readers take only the L2 cache
+ * mutex (they never wait for a flush, except on a table cache miss while
+ * the table is read).  Every entry point may sleep.
  */
 #ifndef Q2_QCOW2_H
 #define Q2_QCOW2_H
@@ -39,15 +49,24 @@
  * struct q2_file_ops - how the core reaches the image file
  * @pread: read exactly @len bytes at @off into @buf: 0, or -errno (a short
  *	read is -EIO).  Called with core mutexes held; may sleep.
- * @size: current size of the file in bytes.
- * @pwrite: reserved for the write path; may be NULL.
- * @flush: reserved for the write path; may be NULL.
+ * @size: current size of the file in bytes.  Sampled at open; the core
+ *	grows the file by writing past its end and tracks the size itself.
+ * @pwrite: write exactly @len bytes of @buf at @off (extending the file if
+ *	needed): 0 or -errno.  Needed for Q2_OPEN_WRITE; may sleep.  Metadata
+ *	writes are small and unaligned (8 bytes of an L1 entry, 12 bytes of
+ *	the header): use buffered I/O, as for @pread.
+ * @flush: make every completed write durable (fdatasync): 0 or -errno.
+ *	Needed for Q2_OPEN_WRITE.
+ * @punch: deallocate [@off, @off + @len) so that it reads as zeros and
+ *	takes no space (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE); may be
+ *	NULL.  Advisory: any error (-EOPNOTSUPP...) is ignored.
  */
 struct q2_file_ops {
 	int (*pread)(void *file, void *buf, size_t len, u64 off);
 	u64 (*size)(void *file);
 	int (*pwrite)(void *file, const void *buf, size_t len, u64 off);
 	int (*flush)(void *file);
+	int (*punch)(void *file, u64 off, u64 len);
 };
 
 /*
@@ -57,7 +76,18 @@ struct q2_file_ops {
  * mode (they are reported by q2_get_info()), since no data is translated.
  */
 #define Q2_OPEN_HEADER_ONLY	BIT(0)
-#define Q2_OPEN_ALL		Q2_OPEN_HEADER_ONLY
+/*
+ * Q2_OPEN_WRITE: open the active state for writing.  Refused (-EROFS, with
+ * a reason in @err) for a snapshot, an image marked corrupt or dirty
+ * (qemu-img check -r all repairs both), and ops without pwrite/flush;
+ * encryption and external data files are refused in every mode.  An
+ * inconsistent refcount table or metadata with a zero refcount is -EINVAL.
+ * Version 2 images and lazy_refcounts images are writable (refcounts are
+ * kept exact; the dirty bit is never set).  Unknown autoclear bits are
+ * cleared on the first modification, as the spec requires.
+ */
+#define Q2_OPEN_WRITE		BIT(1)
+#define Q2_OPEN_ALL		(Q2_OPEN_HEADER_ONLY | Q2_OPEN_WRITE)
 
 /**
  * struct q2_open_args - how to open an image
@@ -74,6 +104,15 @@ struct q2_file_ops {
  *	Q2_ERR_MAX - 1 characters, e.g. "cluster_bits 31 out of range 9..21");
  *	may be NULL.
  * @err_len: size of @err.
+ * @barrier: writable images: called by q2_flush(), with no core lock held,
+ *	before clusters freed since the previous call may get a new owner.
+ *	It must return only when every data write to a host range planned
+ *	in place (q2_write_begin() returned with @commit false) before the
+ *	call has completed, so that no stale write lands in a recycled
+ *	cluster.  It must not wait for anything that needs this image's
+ *	locks (e.g. a request blocked in q2_write_begin()).  NULL: the
+ *	caller guarantees no such writes are ever outstanding at q2_flush().
+ * @barrier_ctx: passed to @barrier.
  */
 struct q2_open_args {
 	const struct q2_file_ops *ops;
@@ -84,6 +123,8 @@ struct q2_open_args {
 	const char *name;
 	char *err;
 	size_t err_len;
+	void (*barrier)(void *ctx);
+	void *barrier_ctx;
 };
 
 struct q2_image;
@@ -96,7 +137,20 @@ struct q2_image;
  * @ops->pread returned.
  */
 int q2_open(const struct q2_open_args *args, struct q2_image **out);
+
+/*
+ * Free the image.  A writable image is flushed first (q2_close_clean()),
+ * errors only logged.  No other call on @img may be running or follow.
+ */
 void q2_close(struct q2_image *img);
+
+/*
+ * Writable images: q2_flush(), then write back the refcount decrements
+ * that flush released and flush again, so that qemu-img check finds no
+ * leaks; then free the image as q2_close() does.  Returns 0 or the first
+ * error (the image is freed either way).
+ */
+int q2_close_clean(struct q2_image *img);
 
 /* True if @buf (at least Q2_MAGIC_LEN bytes) starts with the qcow2 magic. */
 bool q2_probe(const void *buf, size_t len);
@@ -260,6 +314,8 @@ struct q2_info {
 	const struct q2_snapshot *snapshots;
 	int open_snapshot;		/* index in @snapshots, or -1 */
 	u64 file_size;
+	bool writable;			/* opened with Q2_OPEN_WRITE */
+	bool failed;			/* a write failed: writes refused */
 };
 
 void q2_get_info(const struct q2_image *img, struct q2_info *info);
@@ -283,12 +339,16 @@ const char *q2_compression_name(u32 type);
  *	recorded by the layer above (the kernel cannot resolve paths, so
  *	userspace resolves them and the kernel checks consistency)
  * @id: opaque identity (e.g. device and inode) used to refuse loops
+ * @ops, @file: a raw layer's file, read by q2_write_begin() for
+ *	copy-on-write (qcow2 layers use their image's); may be NULL otherwise
  */
 struct q2_layer {
 	struct q2_image *img;
 	u64 raw_size;
 	const char *path;
 	u64 id[2];
+	const struct q2_file_ops *ops;	/* raw layer: reads for q2_write_begin() */
+	void *file;
 };
 
 /* @layers[0] is the top (the image attached), then its backing files. */
@@ -331,5 +391,122 @@ int q2_chain_check(const struct q2_chain *chain, char *err, size_t err_len);
 
 /* Virtual size of a layer: its image's, or a raw layer's @raw_size. */
 u64 q2_layer_size(const struct q2_layer *layer);
+
+/* ---- Writing ------------------------------------------------------------ */
+
+/**
+ * struct q2_write - one planned write (caller-owned, opaque but for the
+ *	three results; it lives from q2_write_begin() until the commit)
+ * @host_off: where in the image file the caller writes the guest data
+ * @len: guest bytes planned, starting at the offset asked for (at least
+ *	one, at most what was asked); the caller writes exactly these
+ * @commit: true if q2_write_commit() must follow the data write; false
+ *	for an in-place write (commit is then optional and does nothing)
+ */
+struct q2_write {
+	u64 host_off;
+	u64 len;
+	bool commit;
+	/* Private to the core. */
+	u8 kind;
+	bool fresh;
+	u32 nr_cl;
+	u64 guest_off;
+	u64 first_cl;
+	u64 host_cl;
+	struct q2_write *next;
+	struct q2_write **pprev;
+};
+
+/*
+ * Plan the longest prefix of [@off, @off + @len) (clipped to the virtual
+ * size) that is one contiguous host range, in @w.  @chain is the image's
+ * chain (layers[0].img == @img; raw layers need @ops and @file) or NULL
+ * for an image without a backing file; it supplies copy-on-write data.
+ *
+ *  - In place (@w->commit false): the clusters are allocated and owned
+ *    (COPIED).  Write @w->len bytes at @w->host_off; nothing else.
+ *  - Allocating (@w->commit true): new clusters are allocated, or owned
+ *    clusters gain allocated subclusters; the parts of the touched
+ *    clusters outside the range are already filled (copied from the old
+ *    cluster, decompressed, read from the backing chain, or zeroed) when
+ *    this returns.  Write the data at @w->host_off, then call
+ *    q2_write_commit() with the write's result.  Until the commit the
+ *    guest still reads the old contents, and other calls that would
+ *    change the same guest clusters' mapping (allocating plans, q2_zero())
+ *    sleep; the plan must not be abandoned without its commit.
+ *
+ * In-place plans are usually made under the L2 cache mutex alone, so
+ * they do not wait for a q2_flush() in progress.  May sleep (metadata
+ * I/O, copy-on-write I/O, waiting for another write's commit).
+ * Returns 0, -EINVAL (bad range or chain), -EROFS (not
+ * writable), -EIO (corrupt metadata, or the image failed earlier),
+ * -ENOSPC/-EFBIG (host offsets or the refcount table at their limits),
+ * -ENOMEM, or an I/O error.
+ */
+int q2_write_begin(struct q2_image *img, const struct q2_chain *chain,
+		   u64 off, u64 len, struct q2_write *w);
+
+/*
+ * Finish a write planned by q2_write_begin(): @err is the result of the
+ * caller's data write.  @err == 0: the L2 entries now point at the new
+ * data (COPIED set; subcluster bits updated) and the old clusters are
+ * released at the next q2_flush().  @err != 0: newly allocated clusters
+ * are freed and the mapping is unchanged.  Wakes writers waiting for these
+ * clusters.  Returns @err, or -EIO if the image failed.  May sleep.
+ */
+int q2_write_commit(struct q2_image *img, struct q2_write *w, int err);
+
+#define Q2_ZERO_MAY_UNMAP	BIT(0)
+#define Q2_DISCARD		BIT(1)
+
+/*
+ * Zero (or with Q2_DISCARD, discard) [@off, @off + @len) through metadata
+ * only.  On return *@done is the end of the prefix handled.
+ *
+ * Zeroing handles whole clusters (v3: the zero flag, the host cluster
+ * kept allocated unless Q2_ZERO_MAY_UNMAP or it was compressed; v2
+ * without a backing file: deallocation; nothing where the range reads as
+ * zeros already) and, with extended L2, whole subclusters (zero bits).
+ * If *@done < @off + @len, the caller must write zeros as ordinary data
+ * (q2_write_begin()/commit) over [*@done, min(@off + @len, next multiple
+ * of q2_zero_granule() above *@done)) and call q2_zero() again for the
+ * rest: a partial head or tail granule, a v2 cluster over a backing file,
+ * a compressed cluster partly zeroed with extended L2.
+ *
+ * Q2_DISCARD is advisory and leaves nothing to the caller (*@done is the
+ * end): each whole cluster becomes unallocated if the chain has no
+ * backing layer, else reads as zeros (v3) or is left alone (v2); partial
+ * clusters are left alone.  Host clusters freed here are punched once the
+ * change is durable (next q2_flush()).  May sleep.  Returns 0 or -errno.
+ */
+int q2_zero(struct q2_image *img, const struct q2_chain *chain, u64 off,
+	    u64 len, unsigned int flags, u64 *done);
+
+/* What q2_zero() handles whole: the subcluster, else the cluster size. */
+u32 q2_zero_granule(const struct q2_image *img);
+
+/*
+ * Make every write committed (and every in-place data write completed)
+ * before the call durable: write back the refcount blocks, flush, the
+ * dirty L2 tables, flush, the dirty L1 entries, flush.  Then release the
+ * clusters whose references were dropped (their refcount decrements are
+ * written back later), call the barrier and let them be reused.  May
+ * sleep.  Returns 0, or -EIO after a failure (the image then refuses
+ * further writes and is marked corrupt).
+ */
+int q2_flush(struct q2_image *img);
+
+/*
+ * Grow the virtual size to @new_size (a multiple of 512): the L1 table is
+ * moved to a larger one if needed.  The new range is unallocated, so over
+ * a backing file it reads the backing file (call q2_zero() over it to
+ * hide it, as qemu-img resize does).  Shrinking is -EOPNOTSUPP.  Must not
+ * race with any other call on @img (quiesce the queue).  May sleep.
+ */
+int q2_resize(struct q2_image *img, u64 new_size);
+
+/* True for an image opened with Q2_OPEN_WRITE that has not failed. */
+bool q2_writable(const struct q2_image *img);
 
 #endif /* Q2_QCOW2_H */

@@ -10,11 +10,17 @@
  *  - memcpy, memset, memcmp, memchr, strlen, strcmp, strchr, strrchr,
  *    snprintf, vsnprintf (same names and semantics in both worlds);
  *  - the negative errno values the core returns (EIO, EINVAL, ENOMEM,
- *    EOPNOTSUPP, ENOENT, EFBIG, ERANGE, ELOOP);
+ *    EOPNOTSUPP, ENOENT, EFBIG, ERANGE, ELOOP, ENOSPC, EROFS, EBUSY);
  *  - q2_alloc(), q2_zalloc(), q2_free(): may sleep; in the kernel they
  *    never recurse into I/O (GFP_NOIO), since the core runs in the block
  *    I/O path;
  *  - struct q2_mutex and q2_mutex_init/lock/unlock/destroy;
+ *  - struct q2_waitq: q2_waitq_init/destroy, q2_wait_change(wq, &seq, old)
+ *    sleeps until the u64 @seq no longer equals @old, q2_wake_all(wq)
+ *    wakes every sleeper (call it after changing @seq with q2_store());
+ *  - q2_load(p)/q2_store(p, v): single-copy-atomic loads and stores of
+ *    fields read without a lock (u64 on 64-bit hosts);
+ *    q2_load_acquire()/q2_store_release(): the same with ordering;
  *  - q2_warn_rl(fmt, ...): one rate-limited warning line;
  *  - Q2_PRINTF(a, b): printf format checking;
  *  - BIT(), BIT_ULL(), ARRAY_SIZE();
@@ -47,6 +53,14 @@ static inline u32 q2_be32(const void *p)
 static inline u64 q2_be64(const void *p)
 {
 	return (u64)q2_be32(p) << 32 | q2_be32((const u8 *)p + 4);
+}
+
+static inline void q2_put_be16(void *p, u16 v)
+{
+	u8 *b = p;
+
+	b[0] = v >> 8;
+	b[1] = (u8)v;
 }
 
 static inline void q2_put_be32(void *p, u32 v)

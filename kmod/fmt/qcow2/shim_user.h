@@ -76,6 +76,44 @@ static inline void q2_mutex_destroy(struct q2_mutex *qm)
 	pthread_mutex_destroy(&qm->m);
 }
 
+struct q2_waitq {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+};
+
+static inline void q2_waitq_init(struct q2_waitq *w)
+{
+	pthread_mutex_init(&w->m, NULL);
+	pthread_cond_init(&w->c, NULL);
+}
+
+static inline void q2_waitq_destroy(struct q2_waitq *w)
+{
+	pthread_cond_destroy(&w->c);
+	pthread_mutex_destroy(&w->m);
+}
+
+/* Sleep until *@seq != @old; the waker stores @seq before q2_wake_all(). */
+static inline void q2_wait_change(struct q2_waitq *w, const u64 *seq, u64 old)
+{
+	pthread_mutex_lock(&w->m);
+	while (__atomic_load_n(seq, __ATOMIC_ACQUIRE) == old)
+		pthread_cond_wait(&w->c, &w->m);
+	pthread_mutex_unlock(&w->m);
+}
+
+static inline void q2_wake_all(struct q2_waitq *w)
+{
+	pthread_mutex_lock(&w->m);
+	pthread_cond_broadcast(&w->c);
+	pthread_mutex_unlock(&w->m);
+}
+
+#define q2_load(p)		__atomic_load_n((p), __ATOMIC_RELAXED)
+#define q2_store(p, v)		__atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define q2_load_acquire(p)	__atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define q2_store_release(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
 /*
  * Warnings go to stderr, at most a burst per second; q2_shim_quiet (set by
  * tests and the fuzzer) silences them and only counts them.
