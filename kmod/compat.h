@@ -151,4 +151,27 @@ static inline char *vdisk_extack_buf(struct netlink_ext_ack *extack)
 }
 #endif
 
+/*
+ * Run with the task's plug detached (vdisk_rq_try_nowait()).  Since 6.9 a
+ * plug may carry a cached timestamp flagged by PF_BLOCK_TS, and the
+ * scheduler clears it through current->plug without a NULL check: drop
+ * the cached time before the plug goes away.
+ */
+static inline struct blk_plug *vdisk_compat_plug_detach(void)
+{
+	struct blk_plug *plug = current->plug;
+
+#ifdef PF_BLOCK_TS
+	if (plug)
+		blk_plug_invalidate_ts();
+#endif
+	current->plug = NULL;
+	return plug;
+}
+
+static inline void vdisk_compat_plug_attach(struct blk_plug *plug)
+{
+	current->plug = plug;
+}
+
 #endif /* VDISK_COMPAT_H */

@@ -9,6 +9,7 @@
 #include <linux/falloc.h>
 #include <linux/idr.h>
 #include <linux/module.h>
+#include <linux/pagemap.h>
 #include <linux/slab.h>
 #include <linux/stat.h>
 
@@ -141,6 +142,10 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 			cfg->max_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
 			cfg->discard_granularity =
 				max_t(u32, bsize, vd->sector_size);
+			/* qcow2 frees whole clusters only. */
+			if (vd->image.discard_granularity)
+				cfg->discard_granularity =
+					vd->image.discard_granularity;
 		}
 		cfg->max_write_zeroes_sectors = UINT_MAX >> SECTOR_SHIFT;
 	}
@@ -148,6 +153,22 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 	/* Write-through syncs every write itself: no cache to flush. */
 	cfg->write_cache = vd->cache != VDISK_CACHE_WRITETHROUGH;
 	cfg->fua = cfg->write_cache;
+}
+
+/*
+ * Entering cache=none: write back and drop the image's page cache.  Direct
+ * I/O would make it stale anyway, and a cached page in a range makes a
+ * non-blocking direct write refuse, which would push every request off the
+ * inline fast path.  Best effort: pages in use stay.
+ */
+static void vdisk_drop_page_cache(struct vdisk_device *vd)
+{
+	struct address_space *mapping = vd->image.file->f_mapping;
+
+	if (vd->cache != VDISK_CACHE_NONE)
+		return;
+	filemap_write_and_wait(mapping);
+	invalidate_mapping_pages(mapping, 0, -1);
 }
 
 static int vdisk_pick_cache(struct vdisk_device *vd, enum vdisk_cache want,
@@ -323,17 +344,25 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	ret = vdisk_pick_cache(vd, cfg->cache, &vd->cache, extack);
 	if (ret)
 		goto out_close;
+	vdisk_drop_page_cache(vd);
 
 	ret = vdisk_alloc_index(vd, cfg->index, extack);
 	if (ret)
 		goto out_close;
 
 	vd->tag_set.ops = &vdisk_mq_ops;
-	vd->tag_set.nr_hw_queues = 1;
+	/* One hardware queue per CPU: inline issue runs on the submitter's. */
+	vd->tag_set.nr_hw_queues = num_online_cpus();
 	vd->tag_set.queue_depth = VDISK_QUEUE_DEPTH;
 	vd->tag_set.numa_node = NUMA_NO_NODE;
 	vd->tag_set.cmd_size = sizeof(struct vdisk_io);
-	vd->tag_set.flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_STACKING;
+	/*
+	 * BLOCKING: queue_rq issues file I/O inline.  It asks the file not
+	 * to block, but filesystems may still sleep briefly (a mutex), which
+	 * a non-blocking queue_rq, run under RCU, must never do.
+	 */
+	vd->tag_set.flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_STACKING |
+			    BLK_MQ_F_BLOCKING;
 	vd->tag_set.driver_data = vd;
 	ret = blk_mq_alloc_tag_set(&vd->tag_set);
 	if (ret)
@@ -547,7 +576,10 @@ int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 		return -EROFS;
 	}
 	mutex_lock(&vd->lock);
+	/* The format's metadata changes under no request. */
+	blk_mq_freeze_queue(vd->disk->queue);
 	ret = img->ops->resize(img, size, extack);
+	blk_mq_unfreeze_queue(vd->disk->queue);
 	if (!ret)
 		set_capacity_and_notify(vd->disk, img->size >> SECTOR_SHIFT);
 	mutex_unlock(&vd->lock);
@@ -611,6 +643,7 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 	ret = vfs_fsync(vd->image.file, 0);
 	if (!ret) {
 		WRITE_ONCE(vd->cache, mode);
+		vdisk_drop_page_cache(vd);
 		vdisk_queue_cfg(vd, &qcfg);
 		ret = vdisk_compat_update_queue(vd->disk, &qcfg);
 	}

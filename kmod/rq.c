@@ -6,10 +6,15 @@
  * kiocbs are direct and asynchronous; the other modes, and flush, discard
  * and write-zeroes, are synchronous calls in the worker.
  *
- * Why a worker: queue_rq may be called with the submitter's bio list
- * active (so nested I/O would only be queued, not issued) and, for buffered
- * I/O, the filesystem may sleep on page locks whose I/O is queued behind
- * us.  Issuing from a worker avoids both, as loop does.
+ * The fast path issues a single-extent direct read inline from queue_rq
+ * with IOCB_NOWAIT (the queue is BLK_MQ_F_BLOCKING, but nothing here is
+ * meant to sleep): no worker hop, so latency is the file's own.  Whatever
+ * would block (-EAGAIN, at once or from the completion), and every other
+ * request, goes to a worker, because queue_rq runs in the submitter's
+ * context: its bio list may be active (nested I/O is only queued, so
+ * waiting for it would deadlock), it may hold another filesystem's journal
+ * handle (file writes start our own), and buffered I/O may sleep on page
+ * locks whose I/O is queued behind us.  See vdisk_rq_try_nowait().
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -19,6 +24,7 @@
 #include <linux/sched/mm.h>
 #include <linux/uio.h>
 
+#include "compat.h"
 #include "vdisk.h"
 
 /*
@@ -75,6 +81,22 @@ static void vdisk_sub_free(struct vdisk_sub *sub)
 
 static void vdisk_sub_submit(struct vdisk_sub *sub);
 
+/*
+ * A sub has two references while it is being submitted: the submitter's,
+ * dropped when ->read_iter/->write_iter returns (filesystems touch the
+ * kiocb after queueing it, e.g. ext4's file_accessed()), and the
+ * completion's.  Only the last one frees it or hands it to the retry work.
+ */
+static void vdisk_sub_put(struct vdisk_sub *sub)
+{
+	if (!atomic_dec_and_test(&sub->ref))
+		return;
+	if (sub->retry)
+		queue_work(vdisk_io_wq, &sub->retry_work);
+	else
+		vdisk_sub_free(sub);
+}
+
 static void vdisk_sub_retry_work(struct work_struct *work)
 {
 	struct vdisk_sub *sub = container_of(work, struct vdisk_sub,
@@ -98,32 +120,47 @@ static void vdisk_sub_complete(struct kiocb *iocb, long ret)
 	if (write)
 		kiocb_end_write(iocb);
 
+	if (ret == -EAGAIN && (iocb->ki_flags & IOCB_NOWAIT)) {
+		/*
+		 * An inline attempt that would have blocked, found out after
+		 * some of it was issued: redo it all, blocking, from the
+		 * worker.  Rereading or rewriting the same bytes is harmless.
+		 */
+		iocb->ki_flags &= ~IOCB_NOWAIT;
+		iocb->ki_pos = sub->pos;
+		sub->retry = true;
+		vdisk_sub_put(sub);
+		return;
+	}
 	if (ret < 0) {
 		vdisk_io_error(io, ret);
 	} else if (ret < iov_iter_count(&sub->iter)) {
-		if (!write) {
+		iov_iter_advance(&sub->iter, ret);
+		sub->pos += ret;
+		if (ret == 0 && write) {
+			vdisk_io_error(io, -EIO);
+		} else if (!write && sub->pos >= vdisk_file_size(iocb->ki_filp)) {
 			/*
-			 * Short read: the file ends inside this extent (it
-			 * shrank after attach).  Like a hole, the rest reads
-			 * as zeros.
+			 * Short read at the end of the file (it shrank after
+			 * attach): like a hole, the rest reads as zeros.
 			 */
-			iov_iter_advance(&sub->iter, ret);
 			iov_iter_zero(iov_iter_count(&sub->iter), &sub->iter);
 		} else if (ret == 0) {
 			vdisk_io_error(io, -EIO);
 		} else {
 			/*
-			 * Short write: retry the rest, which either makes
+			 * Short transfer: retry the rest, which either makes
 			 * progress or returns the real error (ENOSPC, EIO).
 			 * We may be in interrupt context: use the worker.
 			 */
-			iov_iter_advance(&sub->iter, ret);
-			sub->iocb.ki_pos += ret;
-			queue_work(vdisk_io_wq, &sub->retry_work);
+			iocb->ki_pos = sub->pos;
+			iocb->ki_flags &= ~IOCB_NOWAIT;
+			sub->retry = true;
+			vdisk_sub_put(sub);
 			return;
 		}
 	}
-	vdisk_sub_free(sub);
+	vdisk_sub_put(sub);
 }
 
 static void vdisk_sub_submit(struct vdisk_sub *sub)
@@ -133,6 +170,8 @@ static void vdisk_sub_submit(struct vdisk_sub *sub)
 	struct file *file = iocb->ki_filp;
 	ssize_t ret;
 
+	atomic_set(&sub->ref, 2);
+	sub->retry = false;
 	/* The file advances @iter; sub->iter keeps the start for retries. */
 	if (iocb->ki_flags & IOCB_WRITE) {
 		kiocb_start_write(iocb);
@@ -140,8 +179,18 @@ static void vdisk_sub_submit(struct vdisk_sub *sub)
 	} else {
 		ret = file->f_op->read_iter(iocb, &iter);
 	}
+	if (ret == -EAGAIN && (iocb->ki_flags & IOCB_NOWAIT) &&
+	    sub->io->nowait) {
+		/* Nothing was issued: queue_rq hands the request over. */
+		sub->io->punted = true;
+		if (!sub->embedded)
+			mempool_free(sub, vdisk_sub_pool);
+		atomic_dec(&sub->io->pending);
+		return;
+	}
 	if (ret != -EIOCBQUEUED)
 		vdisk_sub_complete(iocb, ret);
+	vdisk_sub_put(sub);
 }
 
 static struct vdisk_sub *vdisk_sub_get(struct vdisk_io *io)
@@ -176,6 +225,7 @@ void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
 	struct kiocb *iocb = &sub->iocb;
 
 	sub->iter = io->iter;
+	sub->pos = pos;
 	iov_iter_truncate(&sub->iter, len);
 	iov_iter_advance(&io->iter, len);
 
@@ -187,6 +237,8 @@ void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
 	    IS_ALIGNED(pos | len, dio_align)) {
 		iocb->ki_flags = IOCB_DIRECT;
 		iocb->ki_complete = vdisk_sub_complete;
+		if (io->nowait)
+			iocb->ki_flags |= IOCB_NOWAIT;
 	}
 	if (write) {
 		iocb->ki_flags |= IOCB_WRITE;
@@ -258,8 +310,15 @@ void vdisk_rq_copy(struct request *rq, const void *buf, size_t len)
 		vdisk_io_error(io, -EFAULT);
 }
 
+static int vdisk_rq_start_gfp(struct request *rq, gfp_t gfp);
+
 /* Build the iterator over a read or write request's data. */
 int vdisk_rq_start(struct request *rq)
+{
+	return vdisk_rq_start_gfp(rq, GFP_NOIO);
+}
+
+static int vdisk_rq_start_gfp(struct request *rq, gfp_t gfp)
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	bool write = req_op(rq) == REQ_OP_WRITE;
@@ -272,6 +331,8 @@ int vdisk_rq_start(struct request *rq)
 	atomic_set(&io->pending, 1);
 	io->error = 0;
 	io->sub_used = false;
+	io->nowait = false;
+	io->punted = false;
 	io->fmt_token = 0;
 
 	rq_for_each_bvec(tmp, rq, rq_iter)
@@ -282,7 +343,7 @@ int vdisk_rq_start(struct request *rq)
 		 * A merged request spans several bios: gather their vectors
 		 * into one array so the file sees a single iov_iter.
 		 */
-		bvec = kmalloc_array(nr_bvec, sizeof(*bvec), GFP_NOIO);
+		bvec = kmalloc_array(nr_bvec, sizeof(*bvec), gfp);
 		if (!bvec)
 			return -ENOMEM;
 		io->bvec = bvec;
@@ -299,6 +360,54 @@ int vdisk_rq_start(struct request *rq)
 		      nr_bvec, blk_rq_bytes(rq));
 	io->iter.iov_offset = offset;
 	return 0;
+}
+
+/*
+ * From queue_rq: issue @rq as one direct read at @pos of @file without
+ * blocking.  True if it is on its way (or done); false if nothing happened
+ * and the worker must carry it out.
+ *
+ * queue_rq runs in whatever task submitted the I/O, often another
+ * filesystem's writeback or journal thread, so the inline path is narrow:
+ *  - reads only: a direct write always updates the file's times, which
+ *    starts a journal transaction even under IOCB_NOWAIT;
+ *  - not inside another filesystem's transaction (current->journal_info),
+ *    where a read that updates atime would nest a foreign handle;
+ *  - with the task's plug detached: we may be called from that plug's
+ *    flush, and our bios must not be added to the list being flushed.
+ */
+bool vdisk_rq_try_nowait(struct request *rq, struct file *file, loff_t pos,
+			 u32 dio_align)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+	struct vdisk_device *vd = rq->q->queuedata;
+	struct blk_plug *plug;
+	unsigned int noio;
+	bool done = false;
+
+	if (req_op(rq) != REQ_OP_READ || current->journal_info ||
+	    READ_ONCE(vd->cache) != VDISK_CACHE_NONE ||
+	    !(file->f_mode & FMODE_NOWAIT) || !dio_align ||
+	    !IS_ALIGNED(pos | blk_rq_bytes(rq), dio_align))
+		return false;
+
+	noio = memalloc_noio_save();
+	plug = vdisk_compat_plug_detach();
+	if (!vdisk_rq_start_gfp(rq, GFP_NOWAIT)) {
+		io->nowait = true;
+		vdisk_rq_file(rq, file, pos, blk_rq_bytes(rq), dio_align);
+		io->nowait = false;
+		if (io->punted) {
+			kfree(io->bvec);
+			io->bvec = NULL;
+		} else {
+			vdisk_rq_finish(rq, 0);
+			done = true;
+		}
+	}
+	vdisk_compat_plug_attach(plug);
+	memalloc_noio_restore(noio);
+	return done;
 }
 
 /* The format has described the whole request (or gave up with @err). */
@@ -407,8 +516,14 @@ static blk_status_t vdisk_queue_rq(struct blk_mq_hw_ctx *hctx,
 {
 	struct request *rq = bd->rq;
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+	struct vdisk_device *vd = rq->q->queuedata;
 
 	blk_mq_start_request(rq);
+	/* Writes to a read-only device go to the worker, which refuses them. */
+	if (vd->image.ops->queue_nowait &&
+	    !(op_is_write(req_op(rq)) && vdisk_dev_read_only(vd)) &&
+	    vd->image.ops->queue_nowait(vd, rq))
+		return BLK_STS_OK;
 	queue_work(vdisk_io_wq, &io->work);
 	return BLK_STS_OK;
 }
@@ -432,6 +547,7 @@ static int vdisk_init_request(struct blk_mq_tag_set *set, struct request *rq,
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 
 	INIT_WORK(&io->work, vdisk_io_work);
+	io->fmt_token = 0;
 	return 0;
 }
 

@@ -40,8 +40,11 @@ struct vdisk_io;
 struct vdisk_sub {
 	struct kiocb iocb;
 	struct iov_iter iter;		/* what is left to transfer */
+	loff_t pos;			/* file offset of @iter's start */
 	struct vdisk_io *io;
-	struct work_struct retry_work;	/* resubmits after a short write */
+	struct work_struct retry_work;	/* resubmits a short or refused I/O */
+	atomic_t ref;			/* submitter + completion */
+	bool retry;			/* the last reference resubmits */
 	bool embedded;			/* vdisk_io.sub, not from the mempool */
 };
 
@@ -53,11 +56,15 @@ struct vdisk_io {
 	atomic_t pending;		/* the submitter + file I/Os in flight */
 	int error;			/* first error, or 0 */
 	bool sub_used;			/* @sub was handed out */
+	bool nowait;			/* issuing inline from queue_rq */
+	bool punted;			/* an inline I/O would have blocked */
 	unsigned long fmt_token;	/* the format's, for ->end_request */
 	struct vdisk_sub sub;		/* the first file I/O allocates nothing */
 };
 
 int vdisk_rq_start(struct request *rq);
+bool vdisk_rq_try_nowait(struct request *rq, struct file *file, loff_t pos,
+			 u32 dio_align);
 void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
 		   size_t len, u32 dio_align);
 void vdisk_rq_zero(struct request *rq, size_t len);

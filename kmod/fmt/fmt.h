@@ -34,6 +34,7 @@ struct vdisk_image {
 	struct vdisk_image *backing;	/* next layer down, or NULL */
 	const char *snapshot;		/* attached snapshot, or NULL */
 	u64 cache_size;			/* metadata cache budget in bytes */
+	u32 discard_granularity;	/* 0: the file's block size */
 };
 
 /**
@@ -51,6 +52,10 @@ struct vdisk_image {
  * @queue: carry out one read, write, flush, discard or write-zeroes request
  *	in process context (a worker with a noio allocation scope), completing
  *	it through rq.h.
+ * @queue_nowait: optional fast path, called from queue_rq (which must not
+ *	block): issue the request without blocking and return true, or do
+ *	nothing and return false to have ->queue run it in a worker.  Never
+ *	called for a write to a read-only device.
  * @end_request: optional; called as each request completes, possibly in
  *	interrupt context, before the block layer sees it.
  * @resize: optional; change the virtual size to @size bytes (a multiple of
@@ -68,6 +73,7 @@ struct vdisk_format_ops {
 	int (*refresh_size)(struct vdisk_image *img, u32 sector_size,
 			    struct netlink_ext_ack *extack);
 	void (*queue)(struct vdisk_device *vd, struct request *rq);
+	bool (*queue_nowait)(struct vdisk_device *vd, struct request *rq);
 	void (*end_request)(struct vdisk_device *vd, struct request *rq);
 	int (*resize)(struct vdisk_image *img, u64 size,
 		      struct netlink_ext_ack *extack);

@@ -62,6 +62,16 @@ static void vdisk_raw_queue(struct vdisk_device *vd, struct request *rq)
 			 vd->dio_align);
 }
 
+static bool vdisk_raw_queue_nowait(struct vdisk_device *vd,
+				   struct request *rq)
+{
+	struct vdisk_image *img = &vd->image;
+
+	return vdisk_rq_try_nowait(rq, img->file,
+				   img->offset + ((u64)blk_rq_pos(rq) << SECTOR_SHIFT),
+				   vd->dio_align);
+}
+
 const struct vdisk_format_ops vdisk_raw_ops = {
 	.format		= VDISK_FORMAT_RAW,
 	.name		= "raw",
@@ -69,4 +79,5 @@ const struct vdisk_format_ops vdisk_raw_ops = {
 	.release	= vdisk_raw_release,
 	.refresh_size	= vdisk_raw_compute_size,
 	.queue		= vdisk_raw_queue,
+	.queue_nowait	= vdisk_raw_queue_nowait,
 };
