@@ -8,12 +8,23 @@
  * each request into file extents, zeros and decompressed copies through
  * rq.h.  Layers are struct vdisk_image too (linked through ->backing), so
  * the device core can report the chain without knowing qcow2.
+ *
+ * Writes go to the top layer only (lower layers are opened read-only).
+ * The core plans each piece of a write: an in-place piece (the cluster is
+ * ours already) is issued like a raw write, asynchronously; an allocating
+ * piece is written synchronously and then committed, because the core
+ * must see the data land before it maps it.  Clusters the core frees are
+ * only reused after its barrier callback has seen every in-place write
+ * planned before it complete: see vdisk_q2_barrier() and
+ * Documentation/design/overview.rst ("qcow2 writes").
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/fs.h>
+#include <linux/falloc.h>
 #include <linux/highmem.h>
 #include <linux/uio.h>
+#include <linux/wait.h>
 
 #include "../vdisk.h"
 #include "qcow2/qcow2.h"
@@ -26,14 +37,29 @@ struct vdisk_q2 {
 	struct file *files[Q2_CHAIN_MAX];	/* each layer's file */
 	u32 dio_align[Q2_CHAIN_MAX];		/* 0: no direct I/O there */
 	struct vdisk_image *lower;		/* layers 1.., an array */
+
+	/*
+	 * Write epochs for the barrier: every write request holds a
+	 * reference on the epoch current when it started, from before its
+	 * first q2_write_begin() until it completes.  The barrier opens a new
+	 * epoch and waits for the old one to drain.  Barriers are serialised
+	 * by the core (its flush lock), so two slots suffice.
+	 */
+	spinlock_t epoch_lock;
+	unsigned long epoch;
+	unsigned long inflight[2];
+	wait_queue_head_t epoch_wait;
 };
 
 static const u8 vdisk_q2_magic[] = { 'Q', 'F', 'I', 0xfb };
 
-/* The core's metadata reads: buffered, whatever the descriptor's flags. */
-static int vdisk_q2_pread(void *opaque, void *buf, size_t len, u64 off)
+/*
+ * The core's metadata I/O (and copy-on-write fills): buffered, whatever
+ * the descriptor's flags, since it is small and unaligned; exact.
+ */
+static int vdisk_q2_rw(struct file *file, void *buf, size_t len, u64 off,
+		       bool write)
 {
-	struct file *file = opaque;
 	struct kvec kv;
 	struct iov_iter iter;
 	struct kiocb kiocb;
@@ -42,12 +68,15 @@ static int vdisk_q2_pread(void *opaque, void *buf, size_t len, u64 off)
 	while (len) {
 		kv.iov_base = buf;
 		kv.iov_len = len;
-		iov_iter_kvec(&iter, ITER_DEST, &kv, 1, len);
+		iov_iter_kvec(&iter, write ? ITER_SOURCE : ITER_DEST, &kv, 1,
+			      len);
 		init_sync_kiocb(&kiocb, file);
-		/* Metadata is small and unaligned: never direct. */
 		kiocb.ki_flags &= ~IOCB_DIRECT;
 		kiocb.ki_pos = off;
-		ret = vfs_iocb_iter_read(file, &kiocb, &iter);
+		if (write)
+			ret = vfs_iocb_iter_write(file, &kiocb, &iter);
+		else
+			ret = vfs_iocb_iter_read(file, &kiocb, &iter);
 		if (ret < 0)
 			return ret;
 		if (ret == 0)
@@ -59,15 +88,96 @@ static int vdisk_q2_pread(void *opaque, void *buf, size_t len, u64 off)
 	return 0;
 }
 
+static int vdisk_q2_pread(void *opaque, void *buf, size_t len, u64 off)
+{
+	return vdisk_q2_rw(opaque, buf, len, off, false);
+}
+
 static u64 vdisk_q2_size(void *opaque)
 {
 	return vdisk_file_size(opaque);
 }
 
+static int vdisk_q2_pwrite(void *opaque, const void *buf, size_t len, u64 off)
+{
+	return vdisk_q2_rw(opaque, (void *)buf, len, off, true);
+}
+
+static int vdisk_q2_flush(void *opaque)
+{
+	return vfs_fsync(opaque, 1);
+}
+
+static int vdisk_q2_punch(void *opaque, u64 off, u64 len)
+{
+	struct file *file = opaque;
+
+	if (!file->f_op->fallocate)
+		return -EOPNOTSUPP;
+	return vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			     off, len);
+}
+
 static const struct q2_file_ops vdisk_q2_file_ops = {
 	.pread	= vdisk_q2_pread,
 	.size	= vdisk_q2_size,
+	.pwrite	= vdisk_q2_pwrite,
+	.flush	= vdisk_q2_flush,
+	.punch	= vdisk_q2_punch,
 };
+
+/* ---- write epochs (the core's barrier) ------------------------------- */
+
+/* A write request starts: it belongs to the current epoch (token + 1). */
+static unsigned long vdisk_q2_epoch_enter(struct vdisk_q2 *q)
+{
+	unsigned long e;
+
+	spin_lock_irq(&q->epoch_lock);
+	e = q->epoch;
+	q->inflight[e & 1]++;
+	spin_unlock_irq(&q->epoch_lock);
+	return e + 1;
+}
+
+static void vdisk_q2_epoch_exit(struct vdisk_q2 *q, unsigned long token)
+{
+	unsigned long flags;
+	bool wake;
+
+	spin_lock_irqsave(&q->epoch_lock, flags);
+	wake = !--q->inflight[(token - 1) & 1];
+	spin_unlock_irqrestore(&q->epoch_lock, flags);
+	if (wake)
+		wake_up_all(&q->epoch_wait);
+}
+
+static bool vdisk_q2_epoch_drained(struct vdisk_q2 *q, unsigned long e)
+{
+	bool done;
+
+	spin_lock_irq(&q->epoch_lock);
+	done = !q->inflight[e & 1];
+	spin_unlock_irq(&q->epoch_lock);
+	return done;
+}
+
+/*
+ * Called by q2_flush() before freed clusters may be reused: wait for every
+ * write request that started before now.  Such a request never waits for
+ * the flush (the core calls this without its locks, and planning never
+ * takes the flush lock), so this terminates.
+ */
+static void vdisk_q2_barrier(void *ctx)
+{
+	struct vdisk_q2 *q = ctx;
+	unsigned long e;
+
+	spin_lock_irq(&q->epoch_lock);
+	e = q->epoch++;
+	spin_unlock_irq(&q->epoch_lock);
+	wait_event(q->epoch_wait, vdisk_q2_epoch_drained(q, e));
+}
 
 static bool vdisk_q2_is_qcow2(struct file *file)
 {
@@ -89,9 +199,23 @@ static void vdisk_q2_free(struct vdisk_q2 *q)
 {
 	unsigned int i;
 
-	for (i = 0; i < q->nr; i++)
-		if (q->layers[i].img)
-			q2_close(q->layers[i].img);
+	for (i = 0; i < q->nr; i++) {
+		struct q2_image *qi = q->layers[i].img;
+		int ret;
+
+		if (!qi)
+			continue;
+		if (!i && q2_writable(qi)) {
+			/* Written back and no leaked clusters left behind. */
+			ret = q2_close_clean(qi);
+			if (ret)
+				pr_err("%s: writing back metadata at detach failed (error %d); run qemu-img check\n",
+				       q->layers[0].path ? q->layers[0].path : "qcow2 image",
+				       ret);
+		} else {
+			q2_close(qi);
+		}
+	}
 	/* Layer 0's file and path belong to the device. */
 	for (i = 1; i < q->nr; i++) {
 		struct vdisk_image *b = &q->lower[i - 1];
@@ -107,7 +231,8 @@ static void vdisk_q2_free(struct vdisk_q2 *q)
 /* Open qcow2 layer @i of @q, whose file is already in q->files[i]. */
 static int vdisk_q2_open_layer(struct vdisk_q2 *q, unsigned int i,
 			       const char *snapshot, u64 cache_bytes,
-			       const char *name, struct netlink_ext_ack *extack)
+			       const char *name, bool write,
+			       struct netlink_ext_ack *extack)
 {
 	char err[Q2_ERR_MAX] = "";
 	struct q2_open_args args = {
@@ -118,10 +243,28 @@ static int vdisk_q2_open_layer(struct vdisk_q2 *q, unsigned int i,
 		.name		= name,
 		.err		= err,
 		.err_len	= sizeof(err),
+		.barrier	= vdisk_q2_barrier,
+		.barrier_ctx	= q,
 	};
 	int ret;
 
+	if (write) {
+		args.flags = Q2_OPEN_WRITE;
+		ret = q2_open(&args, &q->layers[i].img);
+		if (ret != -EROFS)
+			goto out;
+		/*
+		 * A valid image the core will not write (corrupt, dirty,
+		 * a snapshot): attach it read-only and say why.
+		 */
+		pr_notice("%s: attached read-only: %s\n",
+			  name ? name : (q->layers[i].path ?: "qcow2 image"),
+			  err[0] ? err : "image cannot be written");
+		args.flags = 0;
+		err[0] = 0;
+	}
 	ret = q2_open(&args, &q->layers[i].img);
+out:
 	if (ret) {
 		if (!i)
 			vdisk_nl_err(extack, "%s", err[0] ? err : "cannot open qcow2 image");
@@ -173,13 +316,16 @@ static int vdisk_q2_add_lower(struct vdisk_q2 *q, unsigned int i,
 	}
 	if (format == VDISK_FORMAT_QCOW2) {
 		b->ops = &vdisk_qcow2_ops;
-		ret = vdisk_q2_open_layer(q, i, NULL, 0, name, extack);
+		ret = vdisk_q2_open_layer(q, i, NULL, 0, name, false, extack);
 		if (ret)
 			return ret;
 		b->size = q2_virtual_size(q->layers[i].img);
 	} else {
 		b->ops = &vdisk_raw_ops;
 		q->layers[i].raw_size = vdisk_file_size(b->file);
+		/* Copy-on-write reads a raw layer through the core. */
+		q->layers[i].ops = &vdisk_q2_file_ops;
+		q->layers[i].file = b->file;
 		b->size = q->layers[i].raw_size;
 	}
 	return 0;
@@ -200,6 +346,8 @@ static int vdisk_q2_open(struct vdisk_image *img,
 	if (!q)
 		return -ENOMEM;
 	q->nr = 1 + cfg->nr_backing;
+	spin_lock_init(&q->epoch_lock);
+	init_waitqueue_head(&q->epoch_wait);
 	if (cfg->nr_backing) {
 		q->lower = kcalloc(cfg->nr_backing, sizeof(*q->lower),
 				   GFP_KERNEL);
@@ -214,7 +362,8 @@ static int vdisk_q2_open(struct vdisk_image *img,
 	vdisk_q2_set_identity(&q->layers[0], img->file);
 	q->dio_align[0] = vdisk_file_dio_align(img->file, &mem_align);
 	ret = vdisk_q2_open_layer(q, 0, cfg->snapshot, cfg->cache_size,
-				  cfg->name[0] ? cfg->name : NULL, extack);
+				  cfg->name[0] ? cfg->name : NULL,
+				  img->writable && !cfg->snapshot, extack);
 	if (ret)
 		goto out_free;
 
@@ -251,11 +400,9 @@ static int vdisk_q2_open(struct vdisk_image *img,
 			goto out_free;
 		}
 	}
-	/*
-	 * Read-only until the write path lands; snapshots, corrupt and
-	 * dirty images stay read-only after that too.
-	 */
-	img->writable = false;
+	/* Snapshots, corrupt and dirty images stay read-only. */
+	img->writable = q2_writable(q->layers[0].img);
+	img->discard_granularity = q2_cluster_size(q->layers[0].img);
 	img->cache_size = cfg->cache_size ? cfg->cache_size :
 					    Q2_L2_CACHE_DEFAULT;
 	img->backing = q->nr > 1 ? &q->lower[0] : NULL;
@@ -350,9 +497,136 @@ static int vdisk_q2_read(struct vdisk_q2 *q, struct request *rq)
 	return 0;
 }
 
+/* FUA, or every write in write-through mode: durable before completion. */
+static bool vdisk_q2_sync_write(struct vdisk_device *vd, struct request *rq)
+{
+	return (rq->cmd_flags & REQ_FUA) ||
+	       READ_ONCE(vd->cache) == VDISK_CACHE_WRITETHROUGH;
+}
+
+static int vdisk_q2_write(struct vdisk_device *vd, struct vdisk_q2 *q,
+			  struct request *rq)
+{
+	struct q2_image *qi = q->layers[0].img;
+	const struct q2_chain *chain = q->nr > 1 ? &q->chain : NULL;
+	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
+	u64 left = blk_rq_bytes(rq);
+	bool sync = vdisk_q2_sync_write(vd, rq);
+	struct q2_write w;
+	int ret = 0;
+
+	while (left) {
+		ret = q2_write_begin(qi, chain, pos, left, &w);
+		if (ret)
+			return ret;
+		if (WARN_ON_ONCE(!w.len || w.len > left)) {
+			if (w.commit)
+				q2_write_commit(qi, &w, -EIO);
+			return -EIO;
+		}
+		if (!w.commit && !sync) {
+			/* Our own cluster: written like a raw image's. */
+			vdisk_rq_file(rq, q->files[0], w.host_off, w.len,
+				      q->dio_align[0]);
+		} else {
+			/* The core maps the data only once it has landed. */
+			ret = vdisk_rq_file_sync(rq, q->files[0], w.host_off,
+						 w.len, q->dio_align[0]);
+			if (w.commit)
+				ret = q2_write_commit(qi, &w, ret);
+			if (ret)
+				return ret;
+		}
+		pos += w.len;
+		left -= w.len;
+	}
+	return sync ? q2_flush(qi) : 0;
+}
+
+/*
+ * Write zeros as data over [@pos, @pos + @len) of the guest: the parts of
+ * a write-zeroes request the core cannot express in metadata.
+ */
+static int vdisk_q2_write_zero_data(struct vdisk_q2 *q, u64 pos, u64 len)
+{
+	struct q2_image *qi = q->layers[0].img;
+	const struct q2_chain *chain = q->nr > 1 ? &q->chain : NULL;
+	struct bio_vec bv[16];
+	struct iov_iter iter;
+	struct kiocb kiocb;
+	struct q2_write w;
+	unsigned int i;
+	ssize_t n;
+	int ret;
+
+	for (i = 0; i < ARRAY_SIZE(bv); i++)
+		bvec_set_page(&bv[i], ZERO_PAGE(0), PAGE_SIZE, 0);
+
+	while (len) {
+		ret = q2_write_begin(qi, chain, pos, len, &w);
+		if (ret)
+			return ret;
+		ret = 0;
+		for (u64 done = 0; !ret && done < w.len; done += n) {
+			size_t chunk = min_t(u64, w.len - done, sizeof(bv) /
+					     sizeof(bv[0]) * PAGE_SIZE);
+
+			iov_iter_bvec(&iter, ITER_SOURCE, bv, ARRAY_SIZE(bv),
+				      chunk);
+			init_sync_kiocb(&kiocb, q->files[0]);
+			kiocb.ki_flags &= ~IOCB_DIRECT;
+			kiocb.ki_pos = w.host_off + done;
+			n = vfs_iocb_iter_write(q->files[0], &kiocb, &iter);
+			if (n <= 0)
+				ret = n ? n : -EIO;
+		}
+		if (w.commit)
+			ret = q2_write_commit(qi, &w, ret);
+		if (ret)
+			return ret;
+		pos += w.len;
+		len -= w.len;
+	}
+	return 0;
+}
+
+static int vdisk_q2_zero(struct vdisk_device *vd, struct vdisk_q2 *q,
+			 struct request *rq)
+{
+	struct q2_image *qi = q->layers[0].img;
+	const struct q2_chain *chain = q->nr > 1 ? &q->chain : NULL;
+	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
+	u64 end = pos + blk_rq_bytes(rq);
+	u32 granule = q2_zero_granule(qi);
+	unsigned int flags;
+	u64 done, stop;
+	int ret;
+
+	if (req_op(rq) == REQ_OP_DISCARD)
+		flags = Q2_DISCARD;
+	else
+		flags = (rq->cmd_flags & REQ_NOUNMAP) ? 0 : Q2_ZERO_MAY_UNMAP;
+
+	while (pos < end) {
+		ret = q2_zero(qi, chain, pos, end - pos, flags, &done);
+		if (ret)
+			return ret;
+		if (done >= end)
+			break;
+		/* A partial granule (or one metadata cannot zero): data. */
+		stop = min(end, round_down(done, granule) + granule);
+		ret = vdisk_q2_write_zero_data(q, done, stop - done);
+		if (ret)
+			return ret;
+		pos = stop;
+	}
+	return vdisk_q2_sync_write(vd, rq) ? q2_flush(qi) : 0;
+}
+
 static void vdisk_q2_queue(struct vdisk_device *vd, struct request *rq)
 {
 	struct vdisk_q2 *q = vd->image.priv;
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	int ret;
 
 	switch (req_op(rq)) {
@@ -362,15 +636,69 @@ static void vdisk_q2_queue(struct vdisk_device *vd, struct request *rq)
 			ret = vdisk_q2_read(q, rq);
 		vdisk_rq_finish(rq, ret);
 		return;
+	case REQ_OP_WRITE:
+		ret = vdisk_rq_start(rq);
+		/*
+		 * Before any planning; vdisk_q2_end_request() drops it.
+		 * (vdisk_rq_start() clears the token.)
+		 */
+		io->fmt_token = vdisk_q2_epoch_enter(q);
+		if (!ret)
+			ret = vdisk_q2_write(vd, q, rq);
+		vdisk_rq_finish(rq, ret);
+		return;
+	case REQ_OP_DISCARD:
+	case REQ_OP_WRITE_ZEROES:
+		io->fmt_token = vdisk_q2_epoch_enter(q);
+		vdisk_rq_end(rq, vdisk_q2_zero(vd, q, rq));
+		return;
 	case REQ_OP_FLUSH:
-		/* Nothing is written yet: nothing to make durable. */
-		vdisk_rq_file_io(rq, vd->image.file, 0, 0);
+		if (q2_writable(q->layers[0].img))
+			ret = q2_flush(q->layers[0].img);
+		else
+			ret = vd->image.writable ? -EIO : 0;
+		vdisk_rq_end(rq, ret);
 		return;
 	default:
-		/* Not reached while qcow2 devices are read-only. */
 		vdisk_rq_end(rq, -EOPNOTSUPP);
 		return;
 	}
+}
+
+static void vdisk_q2_end_request(struct vdisk_device *vd, struct request *rq)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+
+	if (io->fmt_token) {
+		vdisk_q2_epoch_exit(vd->image.priv, io->fmt_token);
+		io->fmt_token = 0;
+	}
+}
+
+/* Grow the virtual size; the device core has frozen the queue. */
+static int vdisk_q2_resize(struct vdisk_image *img, u64 size,
+			   struct netlink_ext_ack *extack)
+{
+	struct vdisk_q2 *q = img->priv;
+	struct q2_image *qi = q->layers[0].img;
+	int ret;
+
+	if (size < img->size) {
+		vdisk_nl_err(extack, "qcow2 images cannot shrink online (%llu < %llu bytes)",
+			     size, img->size);
+		return -EOPNOTSUPP;
+	}
+	if (size == img->size)
+		return 0;
+	ret = q2_resize(qi, size);
+	if (!ret)
+		ret = q2_flush(qi);
+	if (ret) {
+		vdisk_nl_err(extack, "growing the qcow2 image failed (error %d)", ret);
+		return ret;
+	}
+	img->size = size;
+	return 0;
 }
 
 const struct vdisk_format_ops vdisk_qcow2_ops = {
@@ -382,4 +710,6 @@ const struct vdisk_format_ops vdisk_qcow2_ops = {
 	.release	= vdisk_q2_release,
 	.refresh_size	= vdisk_q2_refresh_size,
 	.queue		= vdisk_q2_queue,
+	.end_request	= vdisk_q2_end_request,
+	.resize		= vdisk_q2_resize,
 };

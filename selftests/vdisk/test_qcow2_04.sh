@@ -29,7 +29,7 @@ base = sys.argv[1]
 chain = [(l["path"], l["format"]) for l in d["backing-chain"]]
 assert chain == [(base + "/base/mid.qcow2", "qcow2"), (base + "/base/base.raw", "raw")], chain
 assert d["cache-size"] == 256 << 10, d
-assert d["format"] == "qcow2" and d["ro"] is True, d
+assert d["format"] == "qcow2" and d["ro"] is False, d
 PY
 "$VDISKCTL" list | grep -q "top.qcow2 -> .*mid.qcow2 -> .*base.raw" || fail "chain not in list"
 detach "$DEV"

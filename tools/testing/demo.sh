@@ -9,40 +9,58 @@ ctl=$top/tools/vdiskctl/vdiskctl
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
-img=/scratch/demo.qcow2
-raw=/scratch/demo.raw
+cd /scratch
+img=demo.qcow2
 
-say "Build a 256 MiB disk with an MBR: an ext4 and a vfat partition, a file in each"
+say "A fresh 256 MiB qcow2 image, attached as a block device with one command"
 show modprobe vdisk
-truncate -s 256M "$raw"
-dev=$("$ctl" attach "$raw")
-echo "attached $raw as $dev"
-printf 'label: dos\nstart=2048, size=160M, type=83\ntype=c\n' | sfdisk -q "$dev"
-mkfs.ext4 -q -L demo-root "${dev}p1"
-mkfs.vfat -n DEMO-EFI "${dev}p2" >/dev/null
-mkdir -p /mnt/a /mnt/b
-mount "${dev}p1" /mnt/a && echo "Hello from ext4 inside qcow2" >/mnt/a/hello.txt && umount /mnt/a
-mount "${dev}p2" /mnt/b && echo "Hello from vfat inside qcow2" >/mnt/b/HELLO.TXT && umount /mnt/b
-"$ctl" detach "$dev"
-show qemu-img convert -c -O qcow2 "$raw" "$img"
-show qemu-img info "$img"
-
-say "Attach the compressed qcow2: one command, partitions appear at once, no offsets to compute"
+show qemu-img create -q -f qcow2 "$img" 256M
 printf '$ vdiskctl attach %s\n' "$img"
 dev=$("$ctl" attach "$img")
 echo "$dev"
-show "$ctl" list
+
+say "Partition it, make an ext4 and a vfat file system, write a file in each"
+printf '$ sfdisk %s <<< "start=2048, size=160M, type=83 / type=c"\n' "$dev"
+printf 'label: dos\nstart=2048, size=160M, type=83\ntype=c\n' | sfdisk -q "$dev"
 show lsblk -o NAME,SIZE,TYPE "$dev"
-show blkid "${dev}p1" "${dev}p2"
-
-say "Mount both partitions and read the files back"
-show mount -o ro "${dev}p1" /mnt/a
-show mount -o ro "${dev}p2" /mnt/b
-show cat /mnt/a/hello.txt /mnt/b/HELLO.TXT
-show umount /mnt/a /mnt/b
-
-say "Detach, and let qemu-img judge the image"
+mkfs.ext4 -q -L demo-root "${dev}p1"
+mkfs.vfat -n DEMO-EFI "${dev}p2" >/dev/null
+mkdir -p /mnt/a /mnt/b
+mount "${dev}p1" /mnt/a && echo "Hello from ext4 inside qcow2" >/mnt/a/hello.txt
+mount "${dev}p2" /mnt/b && echo "Hello from vfat inside qcow2" >/mnt/b/HELLO.TXT
+cp -a /usr/share/doc/bash /mnt/a/
+show df -h /mnt/a /mnt/b
+umount /mnt/a /mnt/b
 show "$ctl" detach "$dev"
-show "$ctl" list --json
+
+say "qemu-img judges what the kernel wrote"
 show qemu-img check "$img"
+show qemu-img info "$img"
+
+say "An overlay on it (a backing chain), attached, written, grown online"
+show qemu-img create -q -f qcow2 -b "$img" -F qcow2 overlay.qcow2
+dev=$("$ctl" attach overlay.qcow2)
+show "$ctl" list
+show blkid "${dev}p1" "${dev}p2"
+show lsblk -o NAME,SIZE,TYPE "$dev"
+show mount "${dev}p1" /mnt/a
+show mount "${dev}p2" /mnt/b
+show cat /mnt/a/hello.txt /mnt/b/HELLO.TXT
+echo "Changed in the overlay" >/mnt/a/hello.txt
+umount /mnt/b
+show "$ctl" resize "$dev" --size 512M
+show lsblk -o NAME,SIZE,TYPE "$dev"
+umount /mnt/a
+show "$ctl" detach "$dev"
+show qemu-img check overlay.qcow2
+show qemu-img info --backing-chain overlay.qcow2
+
+say "The base image is untouched; the overlay holds the change"
+dev=$("$ctl" attach --read-only "$img")
+mount -o ro "${dev}p1" /mnt/a; show cat /mnt/a/hello.txt; umount /mnt/a
+"$ctl" detach "$dev"
+dev=$("$ctl" attach overlay.qcow2)
+mount -o ro "${dev}p1" /mnt/a; show cat /mnt/a/hello.txt; umount /mnt/a
+"$ctl" detach "$dev"
+show "$ctl" list --json
 say "Demo finished"
