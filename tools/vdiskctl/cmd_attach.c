@@ -25,22 +25,6 @@
 #define NODE_WAIT_STEPS	500
 #define NODE_WAIT_NS	10000000L
 
-struct attach_opts {
-	const char *file;	/* as given, for messages */
-	char *path;		/* canonical, for display by the kernel */
-	int fd;
-	uint32_t flags;		/* VDISK_FLAG_* */
-	uint32_t format;
-	bool has_offset, has_sizelimit, has_cache, has_sector_size, has_index;
-	uint64_t offset, sizelimit;
-	uint32_t cache, sector_size, index;
-	const char *name;
-	const char *snapshot;	/* qcow2: attach this internal snapshot */
-	bool has_cache_size;
-	uint64_t cache_size;	/* qcow2: metadata cache bytes */
-	struct vdisk_chain chain;	/* qcow2: the layers below FILE */
-};
-
 enum {
 	OPT_NO_PARTSCAN = 0x100, OPT_CACHE, OPT_AUTOCLEAR, OPT_NAME, OPT_INDEX,
 	OPT_HELP, OPT_SNAPSHOT, OPT_CACHE_SIZE,
@@ -76,93 +60,132 @@ static int parse_format(const char *s, uint32_t *out)
 	return 0;
 }
 
+void attach_opts_init(struct attach_opts *o, const char *cmd)
+{
+	memset(o, 0, sizeof(*o));
+	o->cmd = cmd;
+	o->fd = -1;
+	o->format = VDISK_FORMAT_AUTO;
+}
+
+/*
+ * One option, from the command line or a vdisktab line: 0, or EXIT_USAGE
+ * with the message printed (prefixed with o->where when set).  @val is
+ * kept, not copied.
+ */
+int attach_set(struct attach_opts *o, enum attach_opt opt, const char *val)
+{
+	const char *cmd = o->cmd, *where = o->where;
+	int ret;
+
+	switch (opt) {
+	case AO_READ_ONLY:
+		o->flags |= VDISK_FLAG_READ_ONLY;
+		break;
+	case AO_OFFSET:
+		ret = get_size_arg(cmd, where, "offset", val, &o->offset);
+		if (ret)
+			return ret;
+		o->has_offset = true;
+		break;
+	case AO_SIZELIMIT:
+		ret = get_size_arg(cmd, where, "sizelimit", val, &o->sizelimit);
+		if (ret)
+			return ret;
+		o->has_sizelimit = true;
+		break;
+	case AO_FORMAT:
+		if (parse_format(val, &o->format)) {
+			errf(cmd, where, "invalid format '%s' (auto, raw or qcow2)", val);
+			return EXIT_USAGE;
+		}
+		break;
+	case AO_NO_PARTSCAN:
+		o->flags |= VDISK_FLAG_NO_PARTSCAN;
+		break;
+	case AO_SECTOR_SIZE:
+		/* Checked here too, for a message that needs no module. */
+		if (parse_u32(val, &o->sector_size) ||
+		    (o->sector_size != 512 && o->sector_size != 1024 &&
+		     o->sector_size != 2048 && o->sector_size != 4096)) {
+			errf(cmd, where, "sector size must be 512, 1024, 2048 or 4096");
+			return EXIT_USAGE;
+		}
+		o->has_sector_size = true;
+		break;
+	case AO_CACHE:
+		ret = get_cache_arg(cmd, where, val, &o->cache);
+		if (ret)
+			return ret;
+		o->has_cache = true;
+		break;
+	case AO_AUTOCLEAR:
+		o->flags |= VDISK_FLAG_AUTOCLEAR;
+		break;
+	case AO_NAME:
+		if (strlen(val) >= VDISK_NAME_MAX) {
+			errf(cmd, where, "name is longer than %d bytes",
+			     VDISK_NAME_MAX - 1);
+			return EXIT_USAGE;
+		}
+		o->name = val;
+		break;
+	case AO_INDEX:
+		if (parse_u32(val, &o->index)) {
+			errf(cmd, where, "invalid index '%s'", val);
+			return EXIT_USAGE;
+		}
+		o->has_index = true;
+		break;
+	case AO_SNAPSHOT:
+		if (!*val) {
+			errf(cmd, where, "empty snapshot name");
+			return EXIT_USAGE;
+		}
+		/* Snapshots are read-only: never open the image for writing. */
+		o->snapshot = val;
+		o->flags |= VDISK_FLAG_READ_ONLY;
+		break;
+	case AO_CACHE_SIZE:
+		ret = get_size_arg(cmd, where, "cache size", val, &o->cache_size);
+		if (ret)
+			return ret;
+		o->has_cache_size = true;
+		break;
+	}
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, struct attach_opts *o)
 {
 	int c, ret;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":ro:s:f:b:h", long_opts, NULL)) != -1) {
+		enum attach_opt opt;
+
 		switch (c) {
-		case 'r':
-			o->flags |= VDISK_FLAG_READ_ONLY;
-			break;
-		case 'o':
-			ret = get_size_arg(CMD, "offset", optarg, &o->offset);
-			if (ret)
-				return ret;
-			o->has_offset = true;
-			break;
-		case 's':
-			ret = get_size_arg(CMD, "sizelimit", optarg, &o->sizelimit);
-			if (ret)
-				return ret;
-			o->has_sizelimit = true;
-			break;
-		case 'f':
-			if (parse_format(optarg, &o->format)) {
-				errf(CMD, NULL, "invalid format '%s' (auto, raw or qcow2)",
-				     optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case OPT_NO_PARTSCAN:
-			o->flags |= VDISK_FLAG_NO_PARTSCAN;
-			break;
-		case 'b':
-			/* Checked here too, for a message that needs no module. */
-			if (parse_u32(optarg, &o->sector_size) ||
-			    (o->sector_size != 512 && o->sector_size != 1024 &&
-			     o->sector_size != 2048 && o->sector_size != 4096)) {
-				errf(CMD, NULL, "sector size must be 512, 1024, 2048 or 4096");
-				return EXIT_USAGE;
-			}
-			o->has_sector_size = true;
-			break;
-		case OPT_CACHE:
-			ret = get_cache_arg(CMD, optarg, &o->cache);
-			if (ret)
-				return ret;
-			o->has_cache = true;
-			break;
-		case OPT_AUTOCLEAR:
-			o->flags |= VDISK_FLAG_AUTOCLEAR;
-			break;
-		case OPT_NAME:
-			if (strlen(optarg) >= VDISK_NAME_MAX) {
-				errf(CMD, NULL, "name is longer than %d bytes",
-				     VDISK_NAME_MAX - 1);
-				return EXIT_USAGE;
-			}
-			o->name = optarg;
-			break;
-		case OPT_INDEX:
-			if (parse_u32(optarg, &o->index)) {
-				errf(CMD, NULL, "invalid index '%s'", optarg);
-				return EXIT_USAGE;
-			}
-			o->has_index = true;
-			break;
-		case OPT_SNAPSHOT:
-			if (!*optarg) {
-				errf(CMD, NULL, "empty snapshot name");
-				return EXIT_USAGE;
-			}
-			/* Snapshots are read-only: never open the image for writing. */
-			o->snapshot = optarg;
-			o->flags |= VDISK_FLAG_READ_ONLY;
-			break;
-		case OPT_CACHE_SIZE:
-			ret = get_size_arg(CMD, "cache size", optarg, &o->cache_size);
-			if (ret)
-				return ret;
-			o->has_cache_size = true;
-			break;
+		case 'r':		opt = AO_READ_ONLY; break;
+		case 'o':		opt = AO_OFFSET; break;
+		case 's':		opt = AO_SIZELIMIT; break;
+		case 'f':		opt = AO_FORMAT; break;
+		case OPT_NO_PARTSCAN:	opt = AO_NO_PARTSCAN; break;
+		case 'b':		opt = AO_SECTOR_SIZE; break;
+		case OPT_CACHE:		opt = AO_CACHE; break;
+		case OPT_AUTOCLEAR:	opt = AO_AUTOCLEAR; break;
+		case OPT_NAME:		opt = AO_NAME; break;
+		case OPT_INDEX:		opt = AO_INDEX; break;
+		case OPT_SNAPSHOT:	opt = AO_SNAPSHOT; break;
+		case OPT_CACHE_SIZE:	opt = AO_CACHE_SIZE; break;
 		case 'h':
 			print_usage(CMD);
 			return -1;	/* done, successfully */
 		default:
 			return opt_error(CMD, c, argv);
 		}
+		ret = attach_set(o, opt, optarg);
+		if (ret)
+			return ret;
 	}
 	if (optind == argc)
 		return usage_error(CMD, "missing FILE");
@@ -170,6 +193,12 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o)
 		return usage_error(CMD, "too many arguments");
 	o->file = argv[optind];
 	return 0;
+}
+
+/* What messages about the image are about: the file, or "FILE:LINE: IMAGE". */
+static const char *image_obj(const struct attach_opts *o)
+{
+	return o->obj ? o->obj : o->file;
 }
 
 /*
@@ -193,12 +222,12 @@ static int open_image(struct attach_opts *o)
 			fd = open(o->file, O_RDONLY | base);
 	}
 	if (fd < 0) {
-		errf(CMD, o->file, "%s", errno == EISDIR ? "is a directory" :
-		     strerror(errno));
+		errf(o->cmd, image_obj(o), "%s",
+		     errno == EISDIR ? "is a directory" : strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-		errf(CMD, o->file, "is a directory");
+		errf(o->cmd, image_obj(o), "is a directory");
 		close(fd);
 		return -1;
 	}
@@ -224,14 +253,14 @@ static int open_chain(struct attach_opts *o)
 	if (o->format == VDISK_FORMAT_AUTO) {
 		ret = image_probe_qcow2(o->fd);
 		if (ret < 0) {
-			errf(CMD, o->file, "%s", strerror(-ret));
+			errf(o->cmd, image_obj(o), "%s", strerror(-ret));
 			return -1;
 		}
 		if (!ret)
 			return 0;
 	}
 	if (chain_resolve(o->file, o->fd, &o->chain, err, sizeof(err))) {
-		errf(CMD, o->file, "%s", err);
+		errf(o->cmd, image_obj(o), "%s", err);
 		return -1;
 	}
 	return 0;
@@ -320,56 +349,82 @@ static bool wait_for_node(const struct vdisk_info *d)
 	return false;
 }
 
+/*
+ * The one attach path, for `attach` and `attach-all`: open the image and its
+ * backing chain, send ADD on @nl (opened here if it is not yet, so that a
+ * missing file is reported before a missing module), wait for the node.
+ * Returns 0 with @d describing the new device (dev_info_free() it), or
+ * EXIT_OPERATION with the reason printed.  @o is released either way.
+ */
+int attach_image(struct vnl *nl, struct attach_opts *o, struct vdisk_info *d)
+{
+	const char *obj = image_obj(o);
+	struct nl_msg *msg;
+	int ret = EXIT_OPERATION;
+
+	memset(d, 0, sizeof(*d));
+	if (open_image(o))
+		goto out;
+	if (open_chain(o))
+		goto out;
+	if (!nl->sk && vnl_open(nl, o->cmd))
+		goto out;
+	msg = vnl_request(nl, VDISK_CMD_ADD, 0);
+	if (!msg || attach_put_attrs(msg, o) < 0) {
+		nlmsg_free(msg);
+		errf(o->cmd, obj, "%s", strerror(ENOMEM));
+		goto out;
+	}
+	if (vnl_call(nl, msg, got_device, d) < 0) {
+		vnl_perror(nl, obj);
+		goto out_dev;
+	}
+	/* The kernel holds its own references now. */
+	close(o->fd);
+	o->fd = -1;
+	chain_close(&o->chain);
+	/* A description too big for the kernel's reply arrives as nothing. */
+	if (!d->dev[0]) {
+		errf(o->cmd, obj, "attached, but the kernel's reply named no device");
+		goto out_dev;
+	}
+	if (!wait_for_node(d))
+		errf(o->cmd, obj, "%s did not appear within 5 seconds", d->dev);
+	ret = 0;
+	goto out;
+out_dev:
+	dev_info_free(d);
+out:
+	attach_opts_release(o);
+	return ret;
+}
+
+void attach_opts_release(struct attach_opts *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+	chain_close(&o->chain);
+	free(o->path);
+	o->path = NULL;
+}
+
 int cmd_attach(int argc, char **argv)
 {
-	struct attach_opts o = { .fd = -1, .format = VDISK_FORMAT_AUTO };
-	struct vdisk_info d = { 0 };
-	struct nl_msg *msg;
-	struct vnl nl;
+	struct attach_opts o;
+	struct vdisk_info d;
+	struct vnl nl = { 0 };
 	int ret;
 
+	attach_opts_init(&o, CMD);
 	ret = parse_opts(argc, argv, &o);
 	if (ret)
 		return ret < 0 ? 0 : ret;
-	if (open_image(&o))
-		return EXIT_OPERATION;
-	ret = EXIT_OPERATION;
-	if (open_chain(&o))
-		goto out;
-
-	if (vnl_open(&nl, CMD))
-		goto out;
-	msg = vnl_request(&nl, VDISK_CMD_ADD, 0);
-	if (!msg || attach_put_attrs(msg, &o) < 0) {
-		nlmsg_free(msg);
-		errf(CMD, o.file, "%s", strerror(ENOMEM));
-		goto out_nl;
+	ret = attach_image(&nl, &o, &d);
+	if (!ret) {
+		printf("%s\n", d.dev);
+		dev_info_free(&d);
 	}
-	if (vnl_call(&nl, msg, got_device, &d) < 0) {
-		vnl_perror(&nl, o.file);
-		goto out_nl;
-	}
-	/* The kernel holds its own references now. */
-	close(o.fd);
-	o.fd = -1;
-	chain_close(&o.chain);
-	/* A description too big for the kernel's reply arrives as nothing. */
-	if (!d.dev[0]) {
-		errf(CMD, o.file, "attached, but the kernel's reply named no device");
-		goto out_nl;
-	}
-
-	if (!wait_for_node(&d))
-		errf(CMD, o.file, "%s did not appear within 5 seconds", d.dev);
-	printf("%s\n", d.dev);
-	ret = 0;
-out_nl:
-	dev_info_free(&d);
 	vnl_close(&nl);
-out:
-	if (o.fd >= 0)
-		close(o.fd);
-	chain_close(&o.chain);
-	free(o.path);
 	return ret;
 }

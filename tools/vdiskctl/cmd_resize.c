@@ -24,7 +24,7 @@ int cmd_resize(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":s:h", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			ret = get_size_arg(CMD, "size", optarg, &ch.size);
+			ret = get_size_arg(CMD, NULL, "size", optarg, &ch.size);
 			if (ret)
 				return ret;
 			ch.has_size = true;

@@ -73,7 +73,7 @@ int cmd_set(int argc, char **argv)
 			ch.set_flags |= VDISK_SET_READ_WRITE;
 			break;
 		case OPT_CACHE:
-			ret = get_cache_arg(CMD, optarg, &ch.cache);
+			ret = get_cache_arg(CMD, NULL, optarg, &ch.cache);
 			if (ret)
 				return ret;
 			ch.has_cache = true;

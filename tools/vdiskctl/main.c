@@ -39,6 +39,18 @@ static const struct command {
 	  "\n"
 	  "BYTES take a K, M, G, T, P, E suffix (or KiB...: powers of 1024;\n"
 	  "KB...: powers of 1000).\n" },
+	{ "attach-all", cmd_attach_all, "attach the devices listed in /etc/vdisktab",
+	  "Usage: vdiskctl attach-all [--tab FILE] [--check] [NAME...]\n"
+	  "Attach every device FILE lists (default /etc/vdisktab, see vdisktab(5)),\n"
+	  "or only the NAMEs given, in the file's order.  A device already attached\n"
+	  "under a line's NAME is left alone (with a warning if its image differs).\n"
+	  "Lines marked noauto are attached only when named.  A bad line is\n"
+	  "reported with its number and does not stop the others; the exit status\n"
+	  "is 1 if any line was bad or failed.\n"
+	  "\n"
+	  "  -t, --tab FILE   read FILE instead of /etc/vdisktab ($VDISKTAB)\n"
+	  "  -n, --check      only check FILE and print each line as an attach\n"
+	  "                   command (needs no kernel module)\n" },
 	{ "detach", cmd_detach, "detach devices",
 	  "Usage: vdiskctl detach [--lazy] DEV...\n"
 	  "       vdiskctl detach [--lazy] --all\n"
@@ -46,6 +58,16 @@ static const struct command {
 	  "\n"
 	  "  -a, --all    detach every device\n"
 	  "  -l, --lazy   if a device is open, detach it at last close\n" },
+	{ "detach-all", cmd_detach_all, "detach the devices listed in /etc/vdisktab",
+	  "Usage: vdiskctl detach-all [--tab FILE] [--lazy] [NAME...]\n"
+	  "Detach every device FILE lists (default /etc/vdisktab), last line first,\n"
+	  "or only the devices NAMEd (the file is then not read).  Devices not\n"
+	  "attached are skipped.  A device busy for a moment (udev probing it after\n"
+	  "an unmount) is retried for up to 3 seconds.  The exit status is 1 if any\n"
+	  "line was bad or any device could not be detached.\n"
+	  "\n"
+	  "  -t, --tab FILE   read FILE instead of /etc/vdisktab ($VDISKTAB)\n"
+	  "  -l, --lazy       if a device is open, detach it at last close\n" },
 	{ "list", cmd_list, "list attached devices (the default command)",
 	  "Usage: vdiskctl list [--json] [--bytes] [DEV...]\n"
 	  "List attached devices, or only the given ones.  BACKING-FILE shows a\n"
@@ -117,8 +139,8 @@ static void print_help(void)
 	       "\n"
 	       "Commands:\n");
 	for (i = 0; i < NCOMMANDS; i++)
-		printf("  %-9s %s\n", commands[i].name, commands[i].summary);
-	printf("  %-9s %s\n", "help", "show help for a command");
+		printf("  %-11s %s\n", commands[i].name, commands[i].summary);
+	printf("  %-11s %s\n", "help", "show help for a command");
 	printf("\nRun 'vdiskctl COMMAND --help' for a command's options.\n"
 	       "  -h, --help       show this help\n"
 	       "  -V, --version    show the version\n");
@@ -151,6 +173,13 @@ int main(int argc, char **argv)
 	const char *name;
 	int ret;
 
+	/* Installed as a systemd generator: a symlink to this program. */
+	if (argc > 0) {
+		const char *base = strrchr(argv[0], '/');
+
+		if (!strcmp(base ? base + 1 : argv[0], "vdisk-generator"))
+			return generator_main(argc, argv);
+	}
 	if (argc < 2) {
 		ret = cmd_list(1, list_argv);
 		goto out;

@@ -9,11 +9,16 @@
 
 #include "vdiskctl.h"
 
+/* Set while checking lines nobody asked about (attach-all NAME). */
+bool errf_silent;
+
 /* Every error is one line: scripts grep it, people read it. */
 void errf(const char *cmd, const char *obj, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (errf_silent)
+		return;
 	fflush(stdout);
 	fputs("vdiskctl: ", stderr);
 	if (cmd)
@@ -160,34 +165,73 @@ int parse_cache(const char *s, uint32_t *out)
 }
 
 /* A BYTES option value, with the errors spelled out; 0 or EXIT_USAGE. */
-int get_size_arg(const char *cmd, const char *what, const char *arg,
-		 uint64_t *out)
+/* @obj, if not NULL, says where the value came from ("FILE:LINE"). */
+int get_size_arg(const char *cmd, const char *obj, const char *what,
+		 const char *arg, uint64_t *out)
 {
 	int ret;
 
 	if (arg[0] == '-') {
-		errf(cmd, NULL, "%s must not be negative: '%s'", what, arg);
+		errf(cmd, obj, "%s must not be negative: '%s'", what, arg);
 		return EXIT_USAGE;
 	}
 	ret = parse_size(arg, out);
 	if (ret == -ERANGE) {
-		errf(cmd, NULL, "%s is too large: '%s'", what, arg);
+		errf(cmd, obj, "%s is too large: '%s'", what, arg);
 		return EXIT_USAGE;
 	}
 	if (ret) {
-		errf(cmd, NULL, "invalid %s '%s' (bytes, with an optional K, M, G, T, P or E suffix)",
+		errf(cmd, obj, "invalid %s '%s' (bytes, with an optional K, M, G, T, P or E suffix)",
 		     what, arg);
 		return EXIT_USAGE;
 	}
 	return 0;
 }
 
-int get_cache_arg(const char *cmd, const char *arg, uint32_t *out)
+int get_cache_arg(const char *cmd, const char *obj, const char *arg,
+		  uint32_t *out)
 {
 	if (parse_cache(arg, out)) {
-		errf(cmd, NULL, "invalid cache mode '%s' (none, writeback or writethrough)",
+		errf(cmd, obj, "invalid cache mode '%s' (none, writeback or writethrough)",
 		     arg);
 		return EXIT_USAGE;
 	}
 	return 0;
+}
+
+/*
+ * A user-chosen device name as the kernel accepts it (VDISK_ATTR_NAME):
+ * letters, digits and "._-:", not starting with '.' or '-', not
+ * "vdisk<digits>", shorter than VDISK_NAME_MAX.  Checked here so that a
+ * bad name is reported before the kernel is asked (and without it).
+ */
+bool name_valid(const char *name, const char **why)
+{
+	size_t plen = strlen(VDISK_DISK_PREFIX);
+	const char *p;
+
+	if (!*name) {
+		*why = "empty name";
+		return false;
+	}
+	if (strlen(name) >= VDISK_NAME_MAX) {
+		*why = "longer than 63 bytes";
+		return false;
+	}
+	if (name[0] == '.' || name[0] == '-') {
+		*why = "must not start with '.' or '-'";
+		return false;
+	}
+	if (!strncmp(name, VDISK_DISK_PREFIX, plen) && name[plen] &&
+	    strspn(name + plen, "0123456789") == strlen(name + plen)) {
+		*why = "vdiskN names a device by index";
+		return false;
+	}
+	for (p = name; *p; p++) {
+		if (!isalnum((unsigned char)*p) && !strchr("._-:", *p)) {
+			*why = "letters, digits, '.', '_', '-' and ':' only";
+			return false;
+		}
+	}
+	return true;
 }

@@ -79,6 +79,56 @@ struct vdisk_chain {
 	struct vdisk_layer layer[VDISK_BACKING_MAX];
 };
 
+/* One attach request, from `attach`'s options or a vdisktab line. */
+struct attach_opts {
+	const char *cmd;	/* for messages: "attach", "attach-all" */
+	const char *where;	/* "FILE:LINE" for option errors, or NULL */
+	const char *obj;	/* for image errors instead of @file, or NULL */
+	const char *file;	/* as given */
+	char *path;		/* canonical, for display by the kernel */
+	int fd;
+	uint32_t flags;		/* VDISK_FLAG_* */
+	uint32_t format;
+	bool has_offset, has_sizelimit, has_cache, has_sector_size, has_index;
+	uint64_t offset, sizelimit;
+	uint32_t cache, sector_size, index;
+	const char *name;
+	const char *snapshot;	/* qcow2: attach this internal snapshot */
+	bool has_cache_size;
+	uint64_t cache_size;	/* qcow2: metadata cache bytes */
+	struct vdisk_chain chain;	/* qcow2: the layers below FILE */
+};
+
+/* The settings attach_set() takes, one per attach option. */
+enum attach_opt {
+	AO_READ_ONLY, AO_OFFSET, AO_SIZELIMIT, AO_FORMAT, AO_NO_PARTSCAN,
+	AO_SECTOR_SIZE, AO_CACHE, AO_AUTOCLEAR, AO_NAME, AO_INDEX, AO_SNAPSHOT,
+	AO_CACHE_SIZE,
+};
+
+/* One valid line of a vdisktab (tab.c). */
+struct tab_entry {
+	unsigned int line;
+	char *where;		/* "FILE:LINE" */
+	char *obj;		/* "FILE:LINE: IMAGE" */
+	char *name;
+	char *image;		/* absolute, escapes decoded */
+	char *options;		/* as written, "" if none */
+	char **values;		/* decoded option values, owned */
+	size_t nvalues;
+	bool noauto;
+	struct attach_opts opts;	/* ready for attach_image() */
+};
+
+struct tab {
+	const char *file;
+	struct tab_entry *v;
+	size_t n;
+	unsigned int errors;	/* bad lines, each reported and skipped */
+};
+
+#define VDISKTAB_DEFAULT "/etc/vdisktab"
+
 struct nlattr;
 struct nl_msg;
 struct vnl;
@@ -94,11 +144,37 @@ int cmd_resize(int argc, char **argv);
 int cmd_set(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_attach_all(int argc, char **argv);
+int cmd_detach_all(int argc, char **argv);
+
+/* generator.c: run as the systemd generator "vdisk-generator". */
+int generator_main(int argc, char **argv);
+
+/* cmd_attach.c */
+void attach_opts_init(struct attach_opts *o, const char *cmd);
+int attach_set(struct attach_opts *o, enum attach_opt opt, const char *val);
+int attach_image(struct vnl *nl, struct attach_opts *o, struct vdisk_info *d);
+void attach_opts_release(struct attach_opts *o);
+
+/* tab.c */
+const char *tab_default(void);
+/*
+ * Read @file: every bad line is reported as "vdiskctl: CMD FILE:LINE: why"
+ * and skipped (counted in t->errors).  With @names (@nnames of them), only
+ * lines whose first field is one of them are reported and counted; the
+ * others are still checked, silently.  Returns 0, or -errno with a message
+ * printed if the file cannot be read at all.
+ */
+int tab_read(const char *cmd, const char *file, struct tab *t,
+	     char *const *names, int nnames);
+struct tab_entry *tab_find(struct tab *t, const char *name);
+void tab_free(struct tab *t);
 
 /* cmd_set.c: send @ch for the device that @dev (as given) selects. */
 int set_device(const char *cmd, const char *dev, const struct vdisk_change *ch);
 
 /* util.c */
+extern bool errf_silent;
 void errf(const char *cmd, const char *obj, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int usage_error(const char *cmd, const char *fmt, ...)
@@ -107,9 +183,11 @@ int opt_error(const char *cmd, int c, char **argv);
 int parse_size(const char *s, uint64_t *out);
 int parse_u32(const char *s, uint32_t *out);
 int parse_cache(const char *s, uint32_t *out);
-int get_size_arg(const char *cmd, const char *what, const char *arg,
-		 uint64_t *out);
-int get_cache_arg(const char *cmd, const char *arg, uint32_t *out);
+int get_size_arg(const char *cmd, const char *obj, const char *what,
+		 const char *arg, uint64_t *out);
+int get_cache_arg(const char *cmd, const char *obj, const char *arg,
+		  uint32_t *out);
+bool name_valid(const char *name, const char **why);
 
 /* backing.c */
 /* 1 if the file on @fd starts with the qcow2 magic, 0 if not, or -errno. */
