@@ -665,6 +665,29 @@ static void vdisk_q2_queue(struct vdisk_device *vd, struct request *rq)
 	}
 }
 
+/*
+ * The inline read path (rq.c): a read whose whole range is one data
+ * extent of the top image, mapped from a cached L2 table without waiting,
+ * goes straight to the file like a raw read.  Anything else (a table
+ * miss, a backing layer, compressed or zero clusters, several extents)
+ * goes to the worker.
+ */
+static bool vdisk_q2_queue_nowait(struct vdisk_device *vd, struct request *rq)
+{
+	struct vdisk_q2 *q = vd->image.priv;
+	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
+	struct q2_extent ext;
+
+	if (req_op(rq) != REQ_OP_READ || !q->dio_align[0] ||
+	    READ_ONCE(vd->cache) != VDISK_CACHE_NONE)
+		return false;
+	if (q2_map_nowait(q->layers[0].img, pos, blk_rq_bytes(rq), &ext) ||
+	    ext.type != Q2_DATA || ext.len != blk_rq_bytes(rq))
+		return false;
+	return vdisk_rq_try_nowait(rq, q->files[0], ext.host_off,
+				   q->dio_align[0]);
+}
+
 static void vdisk_q2_end_request(struct vdisk_device *vd, struct request *rq)
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
@@ -710,6 +733,7 @@ const struct vdisk_format_ops vdisk_qcow2_ops = {
 	.release	= vdisk_q2_release,
 	.refresh_size	= vdisk_q2_refresh_size,
 	.queue		= vdisk_q2_queue,
+	.queue_nowait	= vdisk_q2_queue_nowait,
 	.end_request	= vdisk_q2_end_request,
 	.resize		= vdisk_q2_resize,
 };

@@ -744,6 +744,39 @@ static void test_l2_cache(void)
 	}
 }
 
+/* q2_map_nowait(): q2_map()'s answer from cached tables, else -EAGAIN. */
+static void test_map_nowait(void)
+{
+	struct q2_extent a, b;
+	struct q2_image *img;
+	struct tfile *f;
+	u32 cs = 512, span = cs * (cs / 8);
+
+	tb_init(&T, 3, 9, 4ULL * span, false);
+	tb_data(&T, 0, 0x21);
+	tb_data(&T, cs, 0x22);
+	tb_data(&T, span + cs, 0x23);
+	if (tb_open(&T, 0, NULL, 0, &img, &f)) {
+		EXPECT(0);
+		return;
+	}
+	/* Nothing cached yet: no answer without I/O. */
+	EXPECT_EQ(q2_map_nowait(img, 0, 2 * cs, &a), -EAGAIN);
+	EXPECT_EQ(q2_map_nowait(img, span, cs, &a), -EAGAIN);
+	/* An empty L1 entry needs no table. */
+	EXPECT_EQ(q2_map_nowait(img, 2ULL * span, cs, &a), 0);
+	EXPECT_EQ(a.type, Q2_UNALLOC);
+	/* Cached by q2_map(): the same extent both ways. */
+	EXPECT_EQ(q2_map(img, 0, 3 * cs, &b), 0);
+	EXPECT_EQ(q2_map_nowait(img, 0, 3 * cs, &a), 0);
+	EXPECT_EQ(a.type, b.type);
+	EXPECT_EQ(a.len, b.len);
+	EXPECT_EQ(a.host_off, b.host_off);
+	EXPECT_EQ(a.type, Q2_DATA);
+	EXPECT_EQ(q2_map_nowait(img, 4ULL * span, cs, &a), -EINVAL);
+	tclose(img, f);
+}
+
 /* Snapshot table entry at @off; returns the next entry's offset. */
 static u64 tb_snapshot(struct tb *t, u64 off, const char *id, const char *name,
 		       u64 l1_off, u32 l1_size, u32 extra, u64 disk_size)
@@ -2236,6 +2269,7 @@ static const struct tcase cases[] = {
 	{ "compressed zstd", test_compressed_zstd },
 	{ "compressed with trailing bytes", test_compressed_trailing },
 	{ "L2 cache eviction and counters", test_l2_cache },
+	{ "map without blocking", test_map_nowait },
 	{ "snapshots", test_snapshots },
 	{ "snapshot not found", test_snapshot_not_found },
 	{ "snapshot with bad L1 or size", test_snapshot_bad_l1 },

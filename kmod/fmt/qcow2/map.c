@@ -314,12 +314,17 @@ int q2_check_entry(struct q2_image *img, u64 e, u64 bm, u64 guest)
 	return 0;
 }
 
-int q2_map(struct q2_image *img, u64 off, u64 len, struct q2_extent *ext)
+/*
+ * The part of q2_map() before the L2 table: clip, read the L1 entry, map
+ * an empty one.  Returns 1 with *@l2_off and *@end set when the table is
+ * needed, else 0 (@ext filled) or -errno.
+ */
+static int q2_map_l1(struct q2_image *img, u64 off, u64 len,
+		     struct q2_extent *ext, u64 *l2_off, u64 *end)
 {
 	u32 span_bits = img->cluster_bits + img->l2_bits;
-	u64 l1_index, l2_off, end, tbl_end;
-	struct q2_l2_slot *slot;
-	int ret, tries;
+	u64 l1_index, tbl_end;
+	int ret;
 
 	memset(ext, 0, sizeof(*ext));
 	if (img->header_only || !len || off >= img->disk_size)
@@ -327,31 +332,43 @@ int q2_map(struct q2_image *img, u64 off, u64 len, struct q2_extent *ext)
 	/* disk_size < 2^62 (checked at open), so none of this overflows. */
 	if (len > img->disk_size - off)
 		len = img->disk_size - off;
-	end = off + len;
+	*end = off + len;
 	l1_index = off >> span_bits;
 	/* The write path changes L1 entries under us: load each once. */
-	l2_off = l1_index < img->l1_size ?
-		 q2_load_acquire(&img->l1[l1_index]) & Q2_OFFSET_MASK : 0;
+	*l2_off = l1_index < img->l1_size ?
+		  q2_load_acquire(&img->l1[l1_index]) & Q2_OFFSET_MASK : 0;
 
-	if (!l2_off) {
+	if (!*l2_off) {
 		/* Coalesce a run of empty L1 entries, bounded by the L1 size. */
 		u64 i = l1_index + 1;
 
-		while (i < img->l1_size && (i << span_bits) < end &&
+		while (i < img->l1_size && (i << span_bits) < *end &&
 		       !(q2_load(&img->l1[i]) & Q2_OFFSET_MASK))
 			i++;
-		tbl_end = i < img->l1_size ? i << span_bits : end;
+		tbl_end = i < img->l1_size ? i << span_bits : *end;
 		ext->type = Q2_UNALLOC;
-		ext->len = (tbl_end < end ? tbl_end : end) - off;
+		ext->len = (tbl_end < *end ? tbl_end : *end) - off;
 		return 0;
 	}
 
-	ret = q2_check_l2_offset(img, l2_off, l1_index);
+	ret = q2_check_l2_offset(img, *l2_off, l1_index);
 	if (ret)
 		return ret;
 	tbl_end = (l1_index + 1) << span_bits;
-	if (end > tbl_end)
-		end = tbl_end;
+	if (*end > tbl_end)
+		*end = tbl_end;
+	return 1;
+}
+
+int q2_map(struct q2_image *img, u64 off, u64 len, struct q2_extent *ext)
+{
+	struct q2_l2_slot *slot;
+	u64 l2_off, end;
+	int ret, tries;
+
+	ret = q2_map_l1(img, off, len, ext, &l2_off, &end);
+	if (ret <= 0)
+		return ret;
 
 	for (tries = 0; tries < 2; tries++) {
 		q2_mutex_lock(&img->l2.lock);
@@ -370,6 +387,31 @@ int q2_map(struct q2_image *img, u64 off, u64 len, struct q2_extent *ext)
 	}
 	if (ret == -EAGAIN)
 		ret = q2_map_bypass(img, l2_off, off, end, ext);
+	if (ret == -EIO)
+		memset(ext, 0, sizeof(*ext));
+	return ret;
+}
+
+int q2_map_nowait(struct q2_image *img, u64 off, u64 len,
+		  struct q2_extent *ext)
+{
+	struct q2_l2_slot *slot;
+	u64 l2_off, end;
+	int ret;
+
+	ret = q2_map_l1(img, off, len, ext, &l2_off, &end);
+	if (ret <= 0)
+		return ret;
+	if (!q2_mutex_trylock(&img->l2.lock))
+		return -EAGAIN;
+	slot = q2_l2_peek(img, l2_off);
+	if (slot) {
+		ret = q2_map_table(img, slot->data, off, end, ext);
+		q2_l2_put(slot);
+	} else {
+		ret = -EAGAIN;
+	}
+	q2_mutex_unlock(&img->l2.lock);
 	if (ret == -EIO)
 		memset(ext, 0, sizeof(*ext));
 	return ret;

@@ -207,6 +207,14 @@ int q2_map(struct q2_image *img, u64 guest_off, u64 len,
 	   struct q2_extent *ext);
 
 /*
+ * q2_map() for callers that must not block (the kernel's inline read
+ * path): the same answer, or -EAGAIN when that would need I/O (the L2
+ * table is not cached) or waiting (the cache lock is taken).
+ */
+int q2_map_nowait(struct q2_image *img, u64 guest_off, u64 len,
+		  struct q2_extent *ext);
+
+/*
  * Copy @len bytes, starting @skip bytes into the compressed extent @ext
  * (from q2_map() on @img), into @buf.  The last decompressed cluster is
  * kept, so calling this once per page of one extent decompresses once.

@@ -14,7 +14,7 @@
  *  - q2_alloc(), q2_zalloc(), q2_free(): may sleep; in the kernel they
  *    never recurse into I/O (GFP_NOIO), since the core runs in the block
  *    I/O path;
- *  - struct q2_mutex and q2_mutex_init/lock/unlock/destroy;
+ *  - struct q2_mutex and q2_mutex_init/lock/trylock/unlock/destroy;
  *  - struct q2_waitq: q2_waitq_init/destroy, q2_wait_change(wq, &seq, old)
  *    sleeps until the u64 @seq no longer equals @old, q2_wake_all(wq)
  *    wakes every sleeper (call it after changing @seq with q2_store());

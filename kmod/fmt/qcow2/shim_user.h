@@ -66,6 +66,11 @@ static inline void q2_mutex_lock(struct q2_mutex *qm)
 	pthread_mutex_lock(&qm->m);
 }
 
+static inline bool q2_mutex_trylock(struct q2_mutex *qm)
+{
+	return !pthread_mutex_trylock(&qm->m);
+}
+
 static inline void q2_mutex_unlock(struct q2_mutex *qm)
 {
 	pthread_mutex_unlock(&qm->m);
