@@ -52,8 +52,8 @@ assert_eq "$(sha_range "$DEV" 16 4)" "$sha_b" "rewrite after the flush fault"
 assert_eq "$(sha_range "$DEV" 0 4)" "$sha_a" "old data after the flush fault"
 
 # 3. Intermittent write faults under fio: no request hangs.
-secs=4
-[ "$VD_PROFILE" = full ] && secs=60
+secs=4 vsize=8M
+[ "$VD_PROFILE" = full ] && secs=60 vsize=32M
 fl_fault flaky:1:1 "$img"
 timeout 120 fio --name=flaky --filename="$DEV" --ioengine=libaio --direct=1 \
 	--rw=randwrite --bs=16k --iodepth=16 --numjobs=2 --offset=32M --size=32M \
@@ -67,7 +67,7 @@ errs=$(python3 -c 'import json,sys; print(sum(j["total_err"] for j in json.load(
 FL_FAULTS=$((FL_FAULTS + errs))
 fl_fault linear
 run fio --name=after --filename="$DEV" --ioengine=libaio --direct=1 --rw=randwrite \
-	--bs=16k --iodepth=16 --offset=32M --size=32M --verify=crc32c --verify_fatal=1 \
+	--bs=16k --iodepth=16 --offset=32M --size=$vsize --verify=crc32c --verify_fatal=1 \
 	--do_verify=1 --output="$VD_DIR/fio2.log"
 assert_eq "$(sha_range "$DEV" 0 4)" "$sha_a" "old data after intermittent faults"
 detach "$DEV"
