@@ -6,6 +6,7 @@
 #   make modules-all     the module for every supported kernel, in build/<kver>/
 #   make check           install deps, build, unit tests, VM suite on each kernel
 #   make demo            install deps, build, walk-through in a VM
+#   make stress          fault injection, stress and netlink fuzz tests, long profile
 #   make install         module, vdiskctl, udev rules, systemd units, man pages
 #   make dkms-install    the module through DKMS, for every installed kernel
 #
@@ -62,6 +63,11 @@ check: deps
 
 demo: deps
 	@$(TOP)/tools/testing/run-demo
+
+# The fault, stress and netlink fuzz tests with the full profile on every
+# kernel (Documentation/reliability.rst; VDISK_KERNELS, VDISK_TESTS).
+stress: deps
+	@$(TOP)/tools/testing/run-stress
 
 # fio matrix vdisk vs loop, the bare file and qemu-nbd in one VM boot, memory
 # per device, attach/detach vs losetup (Documentation/performance.rst).
@@ -189,7 +195,7 @@ dkms-uninstall:
 	rm -rf $(DKMS_SRC)
 
 help:
-	@sed -n '3,13p' $(TOP)/Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' $(TOP)/Makefile | sed 's/^# \{0,1\}//'
 
 clean:
 	-$(MAKE) -C $(KDIR) M=$(TOP) clean 2>/dev/null

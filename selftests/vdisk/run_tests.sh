@@ -26,7 +26,7 @@ done
 export VD_PROFILE=$profile
 
 timeout_s=$(sed -n 's/^timeout=//p' "$here/settings" 2>/dev/null)
-timeout_s=${timeout_s:-300}
+timeout_s=${VD_TEST_TIMEOUT:-${timeout_s:-300}}
 
 kver=$(uname -r)
 ko=${VDISK_KO:-$top/build/$kver/kmod/vdisk.ko}

@@ -12,8 +12,8 @@ command -v fio >/dev/null || skip "fio not installed"
 fl_setup 192
 img=$FL_MNT/raw.img
 run fallocate -l 64M "$img"
-make_pattern "$VD_DIR/a" $((4 << 20)) 1
-make_pattern "$VD_DIR/b" $((4 << 20)) 2
+head -c $((4 << 20)) /dev/urandom >"$VD_DIR/a"
+head -c $((4 << 20)) /dev/urandom >"$VD_DIR/b"
 sha_a=$(sha256sum <"$VD_DIR/a" | cut -d' ' -f1)
 sha_b=$(sha256sum <"$VD_DIR/b" | cut -d' ' -f1)
 

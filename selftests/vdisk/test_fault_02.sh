@@ -16,8 +16,8 @@ run qemu-img create -q -f qcow2 "$img" 96M
 # Preallocate the file's future tail (size unchanged) so that the clusters
 # qcow2 allocates lie inside the extents the fault covers.
 run fallocate -n -l 160M "$img"
-make_pattern "$VD_DIR/a" $((4 << 20)) 1
-make_pattern "$VD_DIR/b" $((4 << 20)) 2
+head -c $((4 << 20)) /dev/urandom >"$VD_DIR/a"
+head -c $((4 << 20)) /dev/urandom >"$VD_DIR/b"
 sha_a=$(sha256sum <"$VD_DIR/a" | cut -d' ' -f1)
 sha_b=$(sha256sum <"$VD_DIR/b" | cut -d' ' -f1)
 

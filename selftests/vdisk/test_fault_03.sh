@@ -19,7 +19,7 @@ fs=$VD_DIR/fs
 vd_mount "$lo" "$fs"
 img=$fs/q.qcow2
 run qemu-img create -q -f qcow2 "$img" 256M
-make_pattern "$VD_DIR/a" $((8 << 20)) 1
+head -c $((8 << 20)) /dev/urandom >"$VD_DIR/a"
 sha_a=$(sha256sum <"$VD_DIR/a" | cut -d' ' -f1)
 # Leave ~24 MiB free, held by a filler we can delete later.
 avail=$(($(stat -f -c '%a * %S' "$fs")))
@@ -65,5 +65,5 @@ run blkdiscard -o $((16 << 20)) -l $((16 << 20)) "$DEV"
 run dd if="$VD_DIR/a" of="$DEV" bs=1M seek=40 oflag=direct conv=fsync status=none
 assert_eq "$(sha_range "$DEV" 40 8)" "$sha_a" "write after space was freed (tmpfs)"
 detach "$DEV"
-log "ENOSPC faults seen by callers: $((fails + 2))"
+log "ENOSPC faults seen by callers: $fails"
 exit 0

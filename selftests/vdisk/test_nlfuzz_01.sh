@@ -10,7 +10,7 @@
 # unloads, and slab usage returns to where it was.
 . ./lib.sh
 
-count=600
+count=300
 [ "$VD_PROFILE" = full ] && count=40000
 fuzz=$VD_TOP/selftests/vdisk/vdisk_nlfuzz.py
 t=$VD_DIR/t
@@ -25,7 +25,7 @@ chmod 0666 "$t"/*.img "$t"/*.qcow2
 sunreclaim() { sed -n 's/^SUnreclaim: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
 settle() { sync; echo 3 >/proc/sys/vm/drop_caches; sleep 1; }
 # One warm-up round so caches that fill on first use do not count.
-python3 "$fuzz" --seed 99 --count 100 --dir "$t/warm" "$t/raw.img" "$t/q.qcow2" >/dev/null ||
+python3 "$fuzz" --seed 99 --count 50 --dir "$t/warm" "$t/raw.img" "$t/q.qcow2" >/dev/null ||
 	fail "warm-up round failed"
 settle
 before=$(sunreclaim)

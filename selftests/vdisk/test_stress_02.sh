@@ -5,7 +5,7 @@
 # cycle; nothing is left attached.
 . ./lib.sh
 
-workers=4 cycles=6
+workers=4 cycles=5
 [ "$VD_PROFILE" = full ] && workers=8 cycles=60
 total=$((workers * cycles))
 for w in $(seq $workers); do
