@@ -55,7 +55,7 @@ assert_eq "$(sha_range "$DEV" 0 4)" "$sha_a" "old data after the flush fault"
 secs=4 vsize=8M
 [ "$VD_PROFILE" = full ] && secs=60 vsize=32M
 fl_fault flaky:1:1 "$img"
-timeout 120 fio --name=flaky --filename="$DEV" --ioengine=libaio --direct=1 \
+timeout $((secs + 120)) fio --name=flaky --filename="$DEV" --ioengine=libaio --direct=1 \
 	--rw=randwrite --bs=16k --iodepth=16 --numjobs=2 --offset=32M --size=32M \
 	--time_based --runtime=$secs --continue_on_error=all \
 	--output-format=json --output="$VD_DIR/fio.json" >/dev/null

@@ -65,7 +65,7 @@ secs=4
 [ "$VD_PROFILE" = full ] && secs=60
 attach --cache none "$img"
 fl_fault flaky:1:2 "$img"
-timeout 120 fio --name=flaky --filename="$DEV" --ioengine=libaio --direct=1 \
+timeout $((secs + 120)) fio --name=flaky --filename="$DEV" --ioengine=libaio --direct=1 \
 	--rw=randwrite --bs=64k --iodepth=8 --offset=32M --size=64M --fsync=16 \
 	--time_based --runtime=$secs --continue_on_error=all \
 	--output-format=json --output="$VD_DIR/fio.json" >/dev/null

@@ -11,7 +11,7 @@
 . ./lib.sh
 
 count=300
-[ "$VD_PROFILE" = full ] && count=40000
+[ "$VD_PROFILE" = full ] && count=8000
 fuzz=$VD_TOP/selftests/vdisk/vdisk_nlfuzz.py
 t=$VD_DIR/t
 mkdir -p "$t"

@@ -6,7 +6,7 @@
 . ./lib.sh
 
 workers=4 cycles=5
-[ "$VD_PROFILE" = full ] && workers=8 cycles=60
+[ "$VD_PROFILE" = full ] && workers=8 cycles=30
 total=$((workers * cycles))
 for w in $(seq $workers); do
 	printf 'worker %d' $w >"$VD_DIR/w$w.img"
