@@ -41,15 +41,15 @@ fio_check() {
 	log "$name: fio verify, check clean, compare equal"
 }
 
-q qemu-img create -q -f qcow2 fresh.qcow2 48M
+q qemu-img create -q -f qcow2 fresh.qcow2 32M
 fio_check fresh fresh.qcow2
 
 # raw base <- qcow2 mid <- qcow2 top (the device writes the top only)
-truncate -s 32M base.raw
-q qemu-io -f raw -c "write -P 0x01 0 32M" base.raw
-q qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 48M
-q qemu-io -c "write -P 0x02 1M 5M" -c "write -z 20M 3M" -c "write -P 0x03 40M 2M" mid.qcow2
-q qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 48M
+truncate -s 16M base.raw
+q qemu-io -f raw -c "write -P 0x01 0 16M" base.raw
+q qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 24M
+q qemu-io -c "write -P 0x02 1M 5M" -c "write -z 12M 3M" -c "write -P 0x03 20M 2M" mid.qcow2
+q qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 32M
 low=$(cat base.raw mid.qcow2 | sha256sum)
 fio_check overlay top.qcow2
 assert_eq "$(cat base.raw mid.qcow2 | sha256sum)" "$low" "backing layers unchanged"
@@ -59,7 +59,7 @@ make_pattern seed.raw $((16 << 20)) 5
 q qemu-img convert -c -O qcow2 seed.raw comp.qcow2
 fio_check compressed comp.qcow2
 
-small=$((12 << 20))
+small=$((8 << 20))
 [ "$VD_PROFILE" = full ] && small=$((64 << 20))
 for opts in refcount_bits=1 refcount_bits=64 cluster_size=512 \
 	    cluster_size=2M compat=0.10 extended_l2=on \
