@@ -170,6 +170,27 @@ int q2_sync_locked(struct q2_image *img)
 	return ret;
 }
 
+/*
+ * Pin the L2 table at @t for a metadata change, with room made first so
+ * the lookup cannot find every slot dirty.  Returns 0 with img->l2.lock
+ * held, or -errno without it.  Called with img->meta held.
+ */
+static int q2_l2_get_locked(struct q2_image *img, u64 t,
+			    struct q2_l2_slot **slot)
+{
+	int ret = q2_l2_make_room(img, 1);
+
+	if (ret)
+		return ret;
+	q2_mutex_lock(&img->l2.lock);
+	ret = q2_l2_get(img, t, slot);
+	if (ret) {
+		q2_mutex_unlock(&img->l2.lock);
+		return ret == -EAGAIN ? -EIO : ret;
+	}
+	return 0;
+}
+
 /* ---- setup -------------------------------------------------------------- */
 
 static int q2_wclose(struct q2_image *img);
@@ -858,15 +879,9 @@ static int q2_commit_locked(struct q2_image *img, struct q2_write *w,
 	if (hend > q2_load(&img->file_size))
 		q2_store(&img->file_size, hend);
 	while (i < w->nr_cl) {
-		ret = q2_l2_make_room(img, 1);
+		ret = q2_l2_get_locked(img, t, &slot);
 		if (ret)
 			return ret;
-		q2_mutex_lock(&img->l2.lock);
-		ret = q2_l2_get(img, t, &slot);
-		if (ret) {
-			q2_mutex_unlock(&img->l2.lock);
-			return ret == -EAGAIN ? -EIO : ret;
-		}
 		for (nb = 0; i < w->nr_cl && nb < Q2_BATCH; i++) {
 			u64 gc = w->first_cl + i, e, bm, ne, nbm;
 
@@ -1038,15 +1053,9 @@ static int q2_zero_pass(struct q2_image *img, const struct q2_zctx *z, u64 t,
 
 	while (gc <= last && !(seen & Q2Z_STOP)) {
 		if (t) {
-			ret = q2_l2_make_room(img, 1);
+			ret = q2_l2_get_locked(img, t, &slot);
 			if (ret)
 				return ret;
-			q2_mutex_lock(&img->l2.lock);
-			ret = q2_l2_get(img, t, &slot);
-			if (ret) {
-				q2_mutex_unlock(&img->l2.lock);
-				return ret == -EAGAIN ? -EIO : ret;
-			}
 		}
 		for (nb = 0; gc <= last && nb < Q2_BATCH && !(seen & Q2Z_STOP);
 		     gc++) {
