@@ -14,6 +14,7 @@
 #include <linux/blk-mq.h>
 #include <linux/blkdev.h>
 #include <linux/netlink.h>
+#include <linux/iversion.h>
 #include <linux/version.h>
 
 /*
@@ -172,6 +173,29 @@ static inline struct blk_plug *vdisk_compat_plug_detach(void)
 static inline void vdisk_compat_plug_attach(struct blk_plug *plug)
 {
 	current->plug = plug;
+}
+
+/*
+ * Would a write to @inode now leave its times and i_version alone?  The
+ * same test as the kernel's inode_needs_update_time() (static), so that
+ * the inline write path (rq.c) only tries writes that start no journal
+ * transaction.  mtime has an accessor since 6.7; Debian's 6.1 has
+ * inode_get_ctime() but reads the field directly.
+ */
+static inline bool vdisk_compat_times_current(struct inode *inode)
+{
+	struct timespec64 now = current_time(inode);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 7, 0)
+	struct timespec64 mtime = inode_get_mtime(inode);
+	struct timespec64 ctime = inode_get_ctime(inode);
+#else
+	struct timespec64 mtime = inode->i_mtime;
+	struct timespec64 ctime = inode->i_ctime;
+#endif
+
+	if (!timespec64_equal(&mtime, &now) || !timespec64_equal(&ctime, &now))
+		return false;
+	return !(IS_I_VERSION(inode) && inode_iversion_need_inc(inode));
 }
 
 #endif /* VDISK_COMPAT_H */

@@ -6,8 +6,8 @@
  * kiocbs are direct and asynchronous; the other modes, and flush, discard
  * and write-zeroes, are synchronous calls in the worker.
  *
- * The fast path issues a single-extent direct read inline from queue_rq
- * with IOCB_NOWAIT (the queue is BLK_MQ_F_BLOCKING, but nothing here is
+ * The fast path issues a single-extent direct read or write inline from
+ * queue_rq with IOCB_NOWAIT (the queue is BLK_MQ_F_BLOCKING, but nothing here is
  * meant to sleep): no worker hop, so latency is the file's own.  Whatever
  * would block (-EAGAIN, at once or from the completion), and every other
  * request, goes to a worker, because queue_rq runs in the submitter's
@@ -35,6 +35,14 @@
  * loop's, so suspend does not race with file I/O.
  */
 static struct workqueue_struct *vdisk_io_wq;
+
+/*
+ * Work that finishes requests and never waits for another request (qcow2
+ * commits after a data write).  Not on vdisk_io_wq: requests there may
+ * sleep until such work has run, and enough of them would use up its
+ * max_active.
+ */
+static struct workqueue_struct *vdisk_done_wq;
 
 /*
  * File I/Os beyond a request's first.  A request holds at most one element
@@ -72,11 +80,25 @@ static void vdisk_io_put(struct vdisk_io *io)
 
 static void vdisk_sub_free(struct vdisk_sub *sub)
 {
+	void (*done)(void *ctx, int err) = sub->done;
 	struct vdisk_io *io = sub->io;
+	void *ctx = sub->done_ctx;
+	int err = sub->error;
 
 	if (!sub->embedded)
 		mempool_free(sub, vdisk_sub_pool);
-	vdisk_io_put(io);
+	/* With a done callback, its owner drops the request's reference. */
+	if (done)
+		done(ctx, err);
+	else
+		vdisk_io_put(io);
+}
+
+static void vdisk_sub_error(struct vdisk_sub *sub, int err)
+{
+	if (!sub->error)
+		sub->error = err;
+	vdisk_io_error(sub->io, err);
 }
 
 static void vdisk_sub_submit(struct vdisk_sub *sub);
@@ -114,7 +136,6 @@ static void vdisk_sub_retry_work(struct work_struct *work)
 static void vdisk_sub_complete(struct kiocb *iocb, long ret)
 {
 	struct vdisk_sub *sub = container_of(iocb, struct vdisk_sub, iocb);
-	struct vdisk_io *io = sub->io;
 	bool write = iocb->ki_flags & IOCB_WRITE;
 
 	if (write)
@@ -133,12 +154,12 @@ static void vdisk_sub_complete(struct kiocb *iocb, long ret)
 		return;
 	}
 	if (ret < 0) {
-		vdisk_io_error(io, ret);
+		vdisk_sub_error(sub, ret);
 	} else if (ret < iov_iter_count(&sub->iter)) {
 		iov_iter_advance(&sub->iter, ret);
 		sub->pos += ret;
 		if (ret == 0 && write) {
-			vdisk_io_error(io, -EIO);
+			vdisk_sub_error(sub, -EIO);
 		} else if (!write && sub->pos >= vdisk_file_size(iocb->ki_filp)) {
 			/*
 			 * Short read at the end of the file (it shrank after
@@ -146,7 +167,7 @@ static void vdisk_sub_complete(struct kiocb *iocb, long ret)
 			 */
 			iov_iter_zero(iov_iter_count(&sub->iter), &sub->iter);
 		} else if (ret == 0) {
-			vdisk_io_error(io, -EIO);
+			vdisk_sub_error(sub, -EIO);
 		} else {
 			/*
 			 * Short transfer: retry the rest, which either makes
@@ -182,6 +203,8 @@ static void vdisk_sub_submit(struct vdisk_sub *sub)
 	if (ret == -EAGAIN && (iocb->ki_flags & IOCB_NOWAIT) &&
 	    sub->io->nowait) {
 		/* Nothing was issued: queue_rq hands the request over. */
+		if (iocb->ki_flags & IOCB_WRITE)
+			kiocb_end_write(iocb);
 		sub->io->punted = true;
 		if (!sub->embedded)
 			mempool_free(sub, vdisk_sub_pool);
@@ -210,12 +233,16 @@ static struct vdisk_sub *vdisk_sub_get(struct vdisk_io *io)
 		sub->embedded = false;
 	}
 	sub->io = io;
+	sub->error = 0;
+	sub->done = NULL;
+	sub->done_ctx = NULL;
 	INIT_WORK(&sub->retry_work, vdisk_sub_retry_work);
 	return sub;
 }
 
-void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
-		   size_t len, u32 dio_align)
+static void vdisk_rq_file_sub(struct request *rq, struct file *file,
+			      loff_t pos, size_t len, u32 dio_align,
+			      void (*done)(void *ctx, int err), void *ctx)
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	struct vdisk_device *vd = rq->q->queuedata;
@@ -223,6 +250,9 @@ void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
 	bool write = req_op(rq) == REQ_OP_WRITE;
 	struct vdisk_sub *sub = vdisk_sub_get(io);
 	struct kiocb *iocb = &sub->iocb;
+
+	sub->done = done;
+	sub->done_ctx = ctx;
 
 	sub->iter = io->iter;
 	sub->pos = pos;
@@ -249,6 +279,24 @@ void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
 
 	atomic_inc(&io->pending);
 	vdisk_sub_submit(sub);
+}
+
+void vdisk_rq_file(struct request *rq, struct file *file, loff_t pos,
+		   size_t len, u32 dio_align)
+{
+	vdisk_rq_file_sub(rq, file, pos, len, dio_align, NULL, NULL);
+}
+
+void vdisk_rq_file_then(struct request *rq, struct file *file, loff_t pos,
+			size_t len, u32 dio_align,
+			void (*done)(void *ctx, int err), void *ctx)
+{
+	vdisk_rq_file_sub(rq, file, pos, len, dio_align, done, ctx);
+}
+
+void vdisk_rq_queue_done(struct work_struct *work)
+{
+	queue_work(vdisk_done_wq, work);
 }
 
 int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
@@ -333,7 +381,6 @@ static int vdisk_rq_start_gfp(struct request *rq, gfp_t gfp)
 	io->sub_used = false;
 	io->nowait = false;
 	io->punted = false;
-	io->fmt_token = 0;
 
 	rq_for_each_bvec(tmp, rq, rq_iter)
 		nr_bvec++;
@@ -363,16 +410,23 @@ static int vdisk_rq_start_gfp(struct request *rq, gfp_t gfp)
 }
 
 /*
- * From queue_rq: issue @rq as one direct read at @pos of @file without
- * blocking.  True if it is on its way (or done); false if nothing happened
- * and the worker must carry it out.
+ * From queue_rq: issue @rq as one direct read or write at @pos of @file
+ * without blocking.  True if it is on its way (or done); false if nothing
+ * happened and the worker must carry it out.
  *
  * queue_rq runs in whatever task submitted the I/O, often another
  * filesystem's writeback or journal thread, so the inline path is narrow:
- *  - reads only: a direct write always updates the file's times, which
- *    starts a journal transaction even under IOCB_NOWAIT;
  *  - not inside another filesystem's transaction (current->journal_info),
- *    where a read that updates atime would nest a foreign handle;
+ *    where a read that updates atime or a write that updates mtime would
+ *    nest a foreign handle;
+ *  - writes only while the file's times are current: a write that must
+ *    update them starts a journal transaction, and not every file system
+ *    refuses that under IOCB_NOWAIT (ext4 does not).  The times change at
+ *    most once per clock tick, so nearly every write qualifies; one that
+ *    loses the race with the tick updates them here, in a task that holds
+ *    no handle, which is safe, merely slower.  Not FUA writes (their
+ *    completion syncs), and not while the file still has privileges to
+ *    drop (!IS_NOSEC);
  *  - with the task's plug detached: we may be called from that plug's
  *    flush, and our bios must not be added to the list being flushed.
  */
@@ -381,15 +435,27 @@ bool vdisk_rq_try_nowait(struct request *rq, struct file *file, loff_t pos,
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	struct vdisk_device *vd = rq->q->queuedata;
+	struct inode *inode = file_inode(file);
 	struct blk_plug *plug;
 	unsigned int noio;
 	bool done = false;
 
-	if (req_op(rq) != REQ_OP_READ || current->journal_info ||
+	if (current->journal_info ||
 	    READ_ONCE(vd->cache) != VDISK_CACHE_NONE ||
 	    !(file->f_mode & FMODE_NOWAIT) || !dio_align ||
 	    !IS_ALIGNED(pos | blk_rq_bytes(rq), dio_align))
 		return false;
+	switch (req_op(rq)) {
+	case REQ_OP_READ:
+		break;
+	case REQ_OP_WRITE:
+		if ((rq->cmd_flags & REQ_FUA) || !IS_NOSEC(inode) ||
+		    !vdisk_compat_times_current(inode))
+			return false;
+		break;
+	default:
+		return false;
+	}
 
 	noio = memalloc_noio_save();
 	plug = vdisk_compat_plug_detach();
@@ -565,7 +631,13 @@ int vdisk_rq_init(void)
 		return -ENOMEM;
 	vdisk_io_wq = alloc_workqueue("vdisk_io", WQ_UNBOUND | WQ_MEM_RECLAIM |
 				      WQ_FREEZABLE, 0);
-	if (!vdisk_io_wq) {
+	vdisk_done_wq = alloc_workqueue("vdisk_done", WQ_UNBOUND |
+					WQ_MEM_RECLAIM, 0);
+	if (!vdisk_io_wq || !vdisk_done_wq) {
+		if (vdisk_io_wq)
+			destroy_workqueue(vdisk_io_wq);
+		if (vdisk_done_wq)
+			destroy_workqueue(vdisk_done_wq);
 		mempool_destroy(vdisk_sub_pool);
 		return -ENOMEM;
 	}
@@ -575,5 +647,6 @@ int vdisk_rq_init(void)
 void vdisk_rq_exit(void)
 {
 	destroy_workqueue(vdisk_io_wq);
+	destroy_workqueue(vdisk_done_wq);
 	mempool_destroy(vdisk_sub_pool);
 }

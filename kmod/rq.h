@@ -15,6 +15,12 @@
  *		vdisk_rq_file_sync(rq, file, pos, len, align)  like
  *			vdisk_rq_file, but done before it returns (a format
  *			that must act after the data is written)
+ *		vdisk_rq_file_then(rq, file, pos, len, align, done, ctx)
+ *			like vdisk_rq_file, then done(ctx, err) from any
+ *			context once the data is written (or failed); the
+ *			extent counts as in flight until done's owner calls
+ *			vdisk_rq_finish(rq, err) (from vdisk_rq_queue_done()
+ *			work, say)
  *	vdisk_rq_finish(rq, err);
  *
  * In cache=none mode a file extent is direct I/O when @dio_align (the
@@ -44,8 +50,11 @@ struct vdisk_sub {
 	struct vdisk_io *io;
 	struct work_struct retry_work;	/* resubmits a short or refused I/O */
 	atomic_t ref;			/* submitter + completion */
+	int error;			/* this extent's first error */
 	bool retry;			/* the last reference resubmits */
 	bool embedded;			/* vdisk_io.sub, not from the mempool */
+	void (*done)(void *ctx, int err);	/* vdisk_rq_file_then() */
+	void *done_ctx;
 };
 
 /* Per-request state (the blk-mq pdu). */
@@ -71,6 +80,10 @@ void vdisk_rq_zero(struct request *rq, size_t len);
 void vdisk_rq_copy(struct request *rq, const void *buf, size_t len);
 int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
 		       size_t len, u32 dio_align);
+void vdisk_rq_file_then(struct request *rq, struct file *file, loff_t pos,
+			size_t len, u32 dio_align,
+			void (*done)(void *ctx, int err), void *ctx);
+void vdisk_rq_queue_done(struct work_struct *work);
 void vdisk_rq_finish(struct request *rq, int err);
 void vdisk_rq_end(struct request *rq, int err);
 

@@ -12,8 +12,10 @@
  * Writes go to the top layer only (lower layers are opened read-only).
  * The core plans each piece of a write: an in-place piece (the cluster is
  * ours already) is issued like a raw write, asynchronously; an allocating
- * piece is written synchronously and then committed, because the core
- * must see the data land before it maps it.  Clusters the core frees are
+ * piece is written asynchronously too, and committed from its completion,
+ * because the core must see the data land before it maps it (FUA and
+ * write-through writes are written and committed synchronously, then
+ * flushed).  Clusters the core frees are
  * only reused after its barrier callback has seen every in-place write
  * planned before it complete: see vdisk_q2_barrier() and
  * Documentation/design/overview.rst ("qcow2 writes").
@@ -23,6 +25,7 @@
 #include <linux/fs.h>
 #include <linux/falloc.h>
 #include <linux/highmem.h>
+#include <linux/sched/mm.h>
 #include <linux/uio.h>
 #include <linux/wait.h>
 
@@ -118,12 +121,59 @@ static int vdisk_q2_punch(void *opaque, u64 off, u64 len)
 			     off, len);
 }
 
+/*
+ * Grow the file for new clusters (q2_grow_ahead()): allocate the range,
+ * then, if asked, write zeros over it with direct I/O.  An allocated but unwritten
+ * extent reads as zeros too, but every later 4 KiB write into it would
+ * split the extent and convert a piece in a journal transaction of its
+ * own; written zeros make those writes plain overwrites, which run in
+ * parallel (and inline, without the worker).  One large sequential
+ * write costs far less than one conversion per cluster.  Writing the
+ * zeros is best effort: the range reads as zeros either way.
+ */
+static int vdisk_q2_grow(void *opaque, u64 from, u64 size, bool fill)
+{
+	struct file *file = opaque;
+	struct bio_vec bv[64];
+	struct iov_iter iter;
+	struct kiocb kiocb;
+	unsigned int i;
+	u32 mem_align;
+	ssize_t n;
+	int ret;
+
+	if (!file->f_op->fallocate)
+		return -EOPNOTSUPP;
+	ret = vfs_fallocate(file, 0, from, size - from);
+	if (ret)
+		return ret;
+	if (!fill || !vdisk_file_dio_align(file, &mem_align) ||
+	    !IS_ALIGNED(from | size, PAGE_SIZE))
+		return 0;
+	for (i = 0; i < ARRAY_SIZE(bv); i++)
+		bvec_set_page(&bv[i], ZERO_PAGE(0), PAGE_SIZE, 0);
+	for (; from < size; from += n) {
+		size_t len = min_t(u64, size - from, sizeof(bv) / sizeof(bv[0]) *
+				   PAGE_SIZE);
+
+		iov_iter_bvec(&iter, ITER_SOURCE, bv, ARRAY_SIZE(bv), len);
+		init_sync_kiocb(&kiocb, file);
+		kiocb.ki_flags |= IOCB_DIRECT;
+		kiocb.ki_pos = from;
+		n = vfs_iocb_iter_write(file, &kiocb, &iter);
+		if (n <= 0)
+			break;
+	}
+	return 0;
+}
+
 static const struct q2_file_ops vdisk_q2_file_ops = {
 	.pread	= vdisk_q2_pread,
 	.size	= vdisk_q2_size,
 	.pwrite	= vdisk_q2_pwrite,
 	.flush	= vdisk_q2_flush,
 	.punch	= vdisk_q2_punch,
+	.grow	= vdisk_q2_grow,
 };
 
 /* ---- write epochs (the core's barrier) ------------------------------- */
@@ -504,6 +554,43 @@ static bool vdisk_q2_sync_write(struct vdisk_device *vd, struct request *rq)
 	       READ_ONCE(vd->cache) == VDISK_CACHE_WRITETHROUGH;
 }
 
+/*
+ * An allocating piece whose data write is in flight: the core maps the
+ * data only once it has landed, so the commit runs from the write's
+ * completion, in vdisk_rq_queue_done() work (commits take the core's
+ * metadata mutex; they never wait for a request).  The request completes
+ * after its last commit.
+ */
+struct vdisk_q2_alloc {
+	struct q2_write w;		/* linked in the core until the commit */
+	struct work_struct work;
+	struct q2_image *qi;
+	struct request *rq;
+	int err;
+};
+
+static void vdisk_q2_commit_work(struct work_struct *work)
+{
+	struct vdisk_q2_alloc *a = container_of(work, struct vdisk_q2_alloc,
+						work);
+	unsigned int noio = memalloc_noio_save();
+	struct request *rq = a->rq;
+	int ret;
+
+	ret = q2_write_commit(a->qi, &a->w, a->err);
+	kfree(a);
+	memalloc_noio_restore(noio);
+	vdisk_rq_finish(rq, ret);
+}
+
+static void vdisk_q2_alloc_written(void *ctx, int err)
+{
+	struct vdisk_q2_alloc *a = ctx;
+
+	a->err = err;
+	vdisk_rq_queue_done(&a->work);
+}
+
 static int vdisk_q2_write(struct vdisk_device *vd, struct vdisk_q2 *q,
 			  struct request *rq)
 {
@@ -512,34 +599,54 @@ static int vdisk_q2_write(struct vdisk_device *vd, struct vdisk_q2 *q,
 	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
 	u64 left = blk_rq_bytes(rq);
 	bool sync = vdisk_q2_sync_write(vd, rq);
-	struct q2_write w;
+	struct vdisk_q2_alloc *a = NULL;
+	struct q2_write sw, *w;
 	int ret = 0;
 
 	while (left) {
-		ret = q2_write_begin(qi, chain, pos, left, &w);
+		/*
+		 * A plan lives where it was made until its commit; only an
+		 * asynchronous commit needs it off the stack.  Without
+		 * memory, the piece is simply done synchronously.
+		 */
+		if (!sync && !a)
+			a = kmalloc(sizeof(*a), GFP_NOIO);
+		w = a ? &a->w : &sw;
+		ret = q2_write_begin(qi, chain, pos, left, w);
 		if (ret)
-			return ret;
-		if (WARN_ON_ONCE(!w.len || w.len > left)) {
-			if (w.commit)
-				q2_write_commit(qi, &w, -EIO);
-			return -EIO;
+			break;
+		if (WARN_ON_ONCE(!w->len || w->len > left)) {
+			if (w->commit)
+				q2_write_commit(qi, w, -EIO);
+			ret = -EIO;
+			break;
 		}
-		if (!w.commit && !sync) {
+		pos += w->len;
+		left -= w->len;
+		if (!w->commit && !sync) {
 			/* Our own cluster: written like a raw image's. */
-			vdisk_rq_file(rq, q->files[0], w.host_off, w.len,
+			vdisk_rq_file(rq, q->files[0], w->host_off, w->len,
 				      q->dio_align[0]);
+		} else if (a) {
+			a->qi = qi;
+			a->rq = rq;
+			INIT_WORK(&a->work, vdisk_q2_commit_work);
+			vdisk_rq_file_then(rq, q->files[0], w->host_off, w->len,
+					   q->dio_align[0],
+					   vdisk_q2_alloc_written, a);
+			a = NULL;
 		} else {
-			/* The core maps the data only once it has landed. */
-			ret = vdisk_rq_file_sync(rq, q->files[0], w.host_off,
-						 w.len, q->dio_align[0]);
-			if (w.commit)
-				ret = q2_write_commit(qi, &w, ret);
+			ret = vdisk_rq_file_sync(rq, q->files[0], w->host_off,
+						 w->len, q->dio_align[0]);
+			if (w->commit)
+				ret = q2_write_commit(qi, w, ret);
 			if (ret)
-				return ret;
+				break;
 		}
-		pos += w.len;
-		left -= w.len;
 	}
+	kfree(a);
+	if (ret)
+		return ret;
 	return sync ? q2_flush(qi) : 0;
 }
 
@@ -639,8 +746,8 @@ static void vdisk_q2_queue(struct vdisk_device *vd, struct request *rq)
 	case REQ_OP_WRITE:
 		ret = vdisk_rq_start(rq);
 		/*
-		 * Before any planning; vdisk_q2_end_request() drops it.
-		 * (vdisk_rq_start() clears the token.)
+		 * Before any planning; vdisk_q2_end_request() drops it (and
+		 * the inline path dropped its own when it gave up).
 		 */
 		io->fmt_token = vdisk_q2_epoch_enter(q);
 		if (!ret)
@@ -666,20 +773,44 @@ static void vdisk_q2_queue(struct vdisk_device *vd, struct request *rq)
 }
 
 /*
- * The inline read path (rq.c): a read whose whole range is one data
- * extent of the top image, mapped from a cached L2 table without waiting,
- * goes straight to the file like a raw read.  Anything else (a table
- * miss, a backing layer, compressed or zero clusters, several extents)
- * goes to the worker.
+ * The inline path (rq.c): a read whose whole range is one data extent of
+ * the top image, or a write whose whole range is one in-place run, mapped
+ * from a cached L2 table without waiting, goes straight to the file like
+ * a raw request.  Anything else (a table miss, a backing layer,
+ * compressed or zero clusters, several extents, allocation) goes to the
+ * worker.
  */
+static bool vdisk_q2_write_nowait(struct vdisk_q2 *q, struct request *rq,
+				  u64 pos)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+	struct q2_image *qi = q->layers[0].img;
+	struct q2_write w;
+
+	if (!q2_writable(qi))
+		return false;
+	/* The epoch is entered before planning, as in the worker. */
+	io->fmt_token = vdisk_q2_epoch_enter(q);
+	if (!q2_write_nowait(qi, pos, blk_rq_bytes(rq), &w) &&
+	    vdisk_rq_try_nowait(rq, q->files[0], w.host_off, q->dio_align[0]))
+		return true;
+	vdisk_q2_epoch_exit(q, io->fmt_token);
+	io->fmt_token = 0;
+	return false;
+}
+
 static bool vdisk_q2_queue_nowait(struct vdisk_device *vd, struct request *rq)
 {
 	struct vdisk_q2 *q = vd->image.priv;
 	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
 	struct q2_extent ext;
 
-	if (req_op(rq) != REQ_OP_READ || !q->dio_align[0] ||
-	    READ_ONCE(vd->cache) != VDISK_CACHE_NONE)
+	if (!q->dio_align[0] || READ_ONCE(vd->cache) != VDISK_CACHE_NONE)
+		return false;
+	/* In place, a write is issued like a raw one (see vdisk_q2_write()). */
+	if (req_op(rq) == REQ_OP_WRITE && !(rq->cmd_flags & REQ_FUA))
+		return vdisk_q2_write_nowait(q, rq, pos);
+	if (req_op(rq) != REQ_OP_READ)
 		return false;
 	if (q2_map_nowait(q->layers[0].img, pos, blk_rq_bytes(rq), &ext) ||
 	    ext.type != Q2_DATA || ext.len != blk_rq_bytes(rq))

@@ -82,12 +82,21 @@ static int posix_punch(void *file, u64 off, u64 len)
 			 (off_t)off, (off_t)len) ? -errno : 0;
 }
 
+static int posix_grow(void *file, u64 from, u64 size, bool fill __attribute__((unused)))
+{
+	struct q2u_file *f = file;
+
+	return fallocate(f->fd, 0, (off_t)from, (off_t)(size - from)) ?
+	       -errno : 0;
+}
+
 const struct q2_file_ops q2u_posix_ops = {
 	.pread = posix_pread,
 	.size = posix_size,
 	.pwrite = posix_pwrite,
 	.flush = posix_flush,
 	.punch = posix_punch,
+	.grow = posix_grow,
 };
 
 static int mem_pread(void *file, void *buf, size_t len, u64 off)

@@ -223,6 +223,7 @@ struct q2_image {
 	u64 commit_seq;			/* q2_store()d, watched by sleepers */
 	struct q2_write *inflight;	/* plans awaiting their commit */
 	u64 alloc_end;			/* end of all allocations: q2_load() */
+	u64 grown_from;			/* file size before q2_grow_ahead() */
 	u64 zero_from;			/* clusters from here never written */
 
 	/* Refcounts. */

@@ -60,6 +60,11 @@
  * @punch: deallocate [@off, @off + @len) so that it reads as zeros and
  *	takes no space (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE); may be
  *	NULL.  Advisory: any error (-EOPNOTSUPP...) is ignored.
+ * @grow: make the file @size bytes long, allocating [@from, @size) so that
+ *	it reads as zeros and later writes there allocate nothing (fallocate
+ *	mode 0); with @fill, partial writes into new clusters are expected:
+ *	write the zeros too if that makes such writes cheaper.  May be NULL.
+ *	Advisory: on error the core extends the file by writing, as without.
  */
 struct q2_file_ops {
 	int (*pread)(void *file, void *buf, size_t len, u64 off);
@@ -67,6 +72,7 @@ struct q2_file_ops {
 	int (*pwrite)(void *file, const void *buf, size_t len, u64 off);
 	int (*flush)(void *file);
 	int (*punch)(void *file, u64 off, u64 len);
+	int (*grow)(void *file, u64 from, u64 size, bool fill);
 };
 
 /*
@@ -454,6 +460,15 @@ struct q2_write {
  */
 int q2_write_begin(struct q2_image *img, const struct q2_chain *chain,
 		   u64 off, u64 len, struct q2_write *w);
+
+/*
+ * The in-place case of q2_write_begin() for a caller that must not sleep
+ * (an inline fast path): all of [@off, @off + @len) is one run of owned,
+ * allocated clusters in a cached L2 table, found without waiting for any
+ * lock.  0 with @w (@w->commit false), or -EAGAIN: use q2_write_begin().
+ */
+int q2_write_nowait(struct q2_image *img, u64 off, u64 len,
+		    struct q2_write *w);
 
 /*
  * Finish a write planned by q2_write_begin(): @err is the result of the

@@ -466,6 +466,63 @@ static int q2_extend_to(struct q2_image *img, u64 ce)
 	return ret;
 }
 
+/*
+ * New clusters past the end of the file.  Extending the file a cluster at
+ * a time (by writing each one's last sector) costs a size change, a block
+ * allocation and a journal update per cluster, serialised on the file's
+ * lock, and makes every data write into the cluster a write into a hole.
+ * Instead, allocate the file a chunk (4 to 32 MiB) at a time: the
+ * space reads as zeros (the clusters stay fresh: no zero fill) and data
+ * writes into it need no block allocation.  When the write that grows the
+ * file covers part of a cluster only (small random writes), ask for the
+ * zeros to be written as well, so that later small writes are plain
+ * overwrites rather than conversions of unwritten extents; whole-cluster
+ * writes (sequential ones) would only pay for the zeros twice.  The
+ * file may then end up to a chunk past its last cluster (until close,
+ * which gives the rest back: q2_trim_tail()), as a QEMU image
+ * created with preallocation=falloc does; nothing refers to that space
+ * and qemu-img check is content with it.  Advisory: if the call fails
+ * (no space for a whole chunk, or no @grow), q2_do_fills() extends the
+ * file as before.  Under meta, so file_size only ever grows here.
+ */
+#define Q2_GROW_CHUNK	(4ULL << 20)
+#define Q2_GROW_MAX	(32ULL << 20)
+
+static void q2_grow_ahead(struct q2_image *img, u64 hend, bool partial)
+{
+	u64 fsize = q2_load(&img->file_size), to, chunk = Q2_GROW_CHUNK;
+
+	if (hend <= fsize || !img->ops->grow)
+		return;
+	/*
+	 * Growing makes the file system wait for the direct writes in
+	 * flight: grow a larger file in larger steps (an eighth of it, up to
+	 * Q2_GROW_MAX), a power of two so a multiple of every cluster size.
+	 */
+	while (chunk < Q2_GROW_MAX && chunk * 8 <= fsize)
+		chunk <<= 1;
+	to = (hend + chunk - 1) & ~(chunk - 1);
+	if (img->ops->grow(img->file, fsize, to, partial))
+		return;
+	if (!img->grown_from)
+		img->grown_from = fsize;
+	q2_store(&img->file_size, to);
+}
+
+/*
+ * At close: give back the part of the last chunk q2_grow_ahead() took that
+ * no cluster uses (every allocation since open ends by alloc_end).
+ */
+static void q2_trim_tail(struct q2_image *img)
+{
+	u64 from = q2_max64(q2_load(&img->alloc_end), img->grown_from);
+	u64 fsize = q2_load(&img->file_size);
+
+	from = (from + img->cluster_size - 1) & ~(img->cluster_size - 1);
+	if (img->grown_from && from < fsize && img->ops->punch)
+		img->ops->punch(img->file, from, fsize - from);	/* advisory */
+}
+
 static int q2_plan(struct q2_image *img, u64 off, u64 len,
 		   struct q2_write *w, struct q2_fills *fp)
 {
@@ -570,6 +627,10 @@ again:
 		return q2_extend_to(img, host + ((u64)n << cb));
 	}
 	w->commit = true;
+	if (kind == Q2W_NEW)
+		q2_grow_ahead(img, w->host_cl + ((u64)n << cb),
+			      (off & (img->cluster_size - 1)) ||
+			      (w->len & (img->cluster_size - 1)));
 	fp->fsize = q2_load(&img->file_size);
 	q2_inflight_add(img, w);
 	return 0;
@@ -593,14 +654,23 @@ static int q2_layer_pread(const struct q2_chain *chain, unsigned int i,
  * Copy guest [@guest, +@len) as the chain reads it now (the plan keeps it
  * from changing) to @host.  Zeros are not written if @dst_zero.
  */
+/* The fill buffer, allocated on first use (most fills of fresh clusters need none). */
+static u8 *q2_fill_buf(u8 **bufp, size_t blen)
+{
+	if (!*bufp)
+		*bufp = q2_alloc(blen);
+	return *bufp;
+}
+
 static int q2_fill(struct q2_image *img, const struct q2_chain *chain,
-		   u64 guest, u64 len, u64 host, bool dst_zero, u8 *buf,
+		   u64 guest, u64 len, u64 host, bool dst_zero, u8 **bufp,
 		   size_t blen)
 {
 	struct q2_chain_extent cx;
 	bool zeroed = false;
 	u64 n, done;
 	size_t k;
+	u8 *buf;
 	int ret;
 
 	while (len) {
@@ -619,6 +689,14 @@ static int q2_fill(struct q2_image *img, const struct q2_chain *chain,
 		n = cx.ext.len;
 		for (done = 0; done < n; done += k) {
 			k = (size_t)q2_min64(blen, n - done);
+			if (cx.ext.type != Q2_DATA &&
+			    cx.ext.type != Q2_COMPRESSED && dst_zero) {
+				k = (size_t)(n - done);
+				continue;
+			}
+			buf = q2_fill_buf(bufp, blen);
+			if (!buf)
+				return -ENOMEM;
 			switch (cx.ext.type) {
 			case Q2_DATA:
 				zeroed = false;
@@ -631,10 +709,6 @@ static int q2_fill(struct q2_image *img, const struct q2_chain *chain,
 							 &cx.ext, done, buf, k);
 				break;
 			default:
-				if (dst_zero) {
-					k = (size_t)(n - done);
-					continue;
-				}
 				if (!zeroed)
 					memset(buf, 0, blen);
 				zeroed = true;
@@ -661,7 +735,7 @@ static int q2_fill(struct q2_image *img, const struct q2_chain *chain,
  */
 static int q2_fill_part(struct q2_image *img, const struct q2_chain *chain,
 			const struct q2_write *w, const struct q2_fills *fp,
-			int which, u64 a, u64 b, u8 *buf, size_t blen)
+			int which, u64 a, u64 b, u8 **bufp, size_t blen)
 {
 	u64 base = w->first_cl << img->cluster_bits, gran, e, g, ge, s;
 	u32 touched, data, bit;
@@ -669,7 +743,7 @@ static int q2_fill_part(struct q2_image *img, const struct q2_chain *chain,
 
 	if (!img->extended_l2)
 		return q2_fill(img, chain, a, b - a, w->host_cl + (a - base),
-			       w->fresh, buf, blen);
+			       w->fresh, bufp, blen);
 	gran = 1ULL << img->gran_bits;
 	e = fp->e[which];
 	touched = q2_touched(img, w->guest_off, w->guest_off + w->len,
@@ -704,7 +778,7 @@ static int q2_fill_part(struct q2_image *img, const struct q2_chain *chain,
 			ge = q2_min64(ge + gran, b);
 		}
 		ret = q2_fill(img, chain, s, ge - s, w->host_cl + (s - base),
-			      w->fresh, buf, blen);
+			      w->fresh, bufp, blen);
 		if (ret)
 			return ret;
 	}
@@ -719,12 +793,9 @@ static int q2_do_fills(struct q2_image *img, const struct q2_chain *chain,
 	u64 first = w->first_cl << cb, last_end = (w->first_cl + w->nr_cl) << cb;
 	u64 hend = w->host_cl + ((u64)w->nr_cl << cb);
 	size_t blen = (size_t)q2_min64(cs, Q2_BOUNCE_MAX);
-	u8 *buf;
+	u8 *buf = NULL;
 	int ret = 0;
 
-	buf = q2_alloc(blen);
-	if (!buf)
-		return -ENOMEM;
 	/*
 	 * The file must reach the end of the last cluster once it is mapped
 	 * (past the file, mapped data reads as zeros): write its last
@@ -733,16 +804,19 @@ static int q2_do_fills(struct q2_image *img, const struct q2_chain *chain,
 	if (hend > fp->fsize && end < last_end) {
 		u64 from = q2_max64(end, last_end - 512);
 
+		if (!q2_fill_buf(&buf, blen))
+			return -ENOMEM;
 		memset(buf, 0, (size_t)(last_end - from));
 		ret = img->ops->pwrite(img->file, buf, last_end - from,
 				       hend - (last_end - from));
 	}
 	if (!ret && off > first)
-		ret = q2_fill_part(img, chain, w, fp, 0, first, off, buf, blen);
+		ret = q2_fill_part(img, chain, w, fp, 0, first, off, &buf, blen);
 	if (!ret && end < last_end)
-		ret = q2_fill_part(img, chain, w, fp, 1, end, last_end, buf,
+		ret = q2_fill_part(img, chain, w, fp, 1, end, last_end, &buf,
 				   blen);
-	q2_free(buf);
+	if (buf)
+		q2_free(buf);
 	return ret;
 }
 
@@ -755,7 +829,7 @@ static int q2_do_fills(struct q2_image *img, const struct q2_chain *chain,
  * else (or anything odd) goes to q2_plan().
  */
 static bool q2_fast_inplace(struct q2_image *img, u64 off, u64 len,
-			    struct q2_write *w)
+			    struct q2_write *w, bool nowait)
 {
 	u32 cb = img->cluster_bits, n = 0, max_n;
 	u64 gc = off >> cb, l1i = gc >> img->l2_bits, l1e, t, end, host = 0;
@@ -771,7 +845,10 @@ static bool q2_fast_inplace(struct q2_image *img, u64 off, u64 len,
 	end = q2_min64(off + len, (l1i + 1) << (cb + img->l2_bits));
 	max_n = (u32)q2_min64(((end - (gc << cb)) + img->cluster_size - 1) >> cb,
 			      Q2_PLAN_MAX_CL);
-	q2_mutex_lock(&img->l2.lock);
+	if (!nowait)
+		q2_mutex_lock(&img->l2.lock);
+	else if (!q2_mutex_trylock(&img->l2.lock))
+		return false;
 	slot = q2_l2_peek(img, t);
 	while (slot && n < max_n) {
 		u64 h;
@@ -816,7 +893,7 @@ int q2_write_begin(struct q2_image *img, const struct q2_chain *chain,
 	ret = q2_wcheck(img, chain, off, &len);
 	if (ret)
 		return ret;
-	if (q2_fast_inplace(img, off, len, w))
+	if (q2_fast_inplace(img, off, len, w, false))
 		return 0;
 	if (!chain)
 		chain = &one;
@@ -831,6 +908,18 @@ int q2_write_begin(struct q2_image *img, const struct q2_chain *chain,
 	if (ret)
 		q2_write_commit(img, w, ret);
 	return ret;
+}
+
+int q2_write_nowait(struct q2_image *img, u64 off, u64 len,
+		    struct q2_write *w)
+{
+	memset(w, 0, sizeof(*w));
+	if (!img->writable || q2_load(&img->failed) || !len ||
+	    off >= img->disk_size || len > img->disk_size - off)
+		return -EAGAIN;
+	if (!q2_fast_inplace(img, off, len, w, true) || w->len != len)
+		return -EAGAIN;
+	return 0;
 }
 
 /* ---- commit ------------------------------------------------------------- */
@@ -1335,8 +1424,10 @@ static int q2_wclose(struct q2_image *img)
 		q2_mutex_lock(&img->meta);
 		if (!ret)
 			ret = q2_rb_writeback(img);
-		if (!ret)
+		if (!ret) {
+			q2_trim_tail(img);
 			ret = q2_file_flush(img);
+		}
 		q2_mutex_unlock(&img->meta);
 		if (ret)
 			q2_log(img, "flushing at close failed (error %d)", ret);
