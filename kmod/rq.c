@@ -138,8 +138,10 @@ static void vdisk_sub_complete(struct kiocb *iocb, long ret)
 	struct vdisk_sub *sub = container_of(iocb, struct vdisk_sub, iocb);
 	bool write = iocb->ki_flags & IOCB_WRITE;
 
-	if (write)
+	if (write && sub->started) {
 		kiocb_end_write(iocb);
+		sub->started = false;
+	}
 
 	if (ret == -EAGAIN && (iocb->ki_flags & IOCB_NOWAIT)) {
 		/*
@@ -184,6 +186,30 @@ static void vdisk_sub_complete(struct kiocb *iocb, long ret)
 	vdisk_sub_put(sub);
 }
 
+/*
+ * Write access to the file's file system for @iocb; like
+ * kiocb_start_write(), but an inline (IOCB_NOWAIT) write does not wait
+ * for a frozen file system: it goes to the worker, which does (io_uring
+ * does the same).  False if access was not taken.
+ */
+static bool vdisk_kiocb_start_write(struct kiocb *iocb)
+{
+	struct vdisk_sub *sub = container_of(iocb, struct vdisk_sub, iocb);
+	struct super_block *sb = file_inode(iocb->ki_filp)->i_sb;
+
+	sub->started = false;
+	if (!(iocb->ki_flags & IOCB_NOWAIT)) {
+		kiocb_start_write(iocb);
+	} else {
+		if (!sb_start_write_trylock(sb))
+			return false;
+		/* As kiocb_start_write(): the completion may end it elsewhere. */
+		__sb_writers_release(sb, SB_FREEZE_WRITE);
+	}
+	sub->started = true;
+	return true;
+}
+
 static void vdisk_sub_submit(struct vdisk_sub *sub)
 {
 	struct kiocb *iocb = &sub->iocb;
@@ -195,15 +221,17 @@ static void vdisk_sub_submit(struct vdisk_sub *sub)
 	sub->retry = false;
 	/* The file advances @iter; sub->iter keeps the start for retries. */
 	if (iocb->ki_flags & IOCB_WRITE) {
-		kiocb_start_write(iocb);
-		ret = file->f_op->write_iter(iocb, &iter);
+		if (!vdisk_kiocb_start_write(iocb))
+			ret = -EAGAIN;
+		else
+			ret = file->f_op->write_iter(iocb, &iter);
 	} else {
 		ret = file->f_op->read_iter(iocb, &iter);
 	}
 	if (ret == -EAGAIN && (iocb->ki_flags & IOCB_NOWAIT) &&
 	    sub->io->nowait) {
 		/* Nothing was issued: queue_rq hands the request over. */
-		if (iocb->ki_flags & IOCB_WRITE)
+		if ((iocb->ki_flags & IOCB_WRITE) && sub->started)
 			kiocb_end_write(iocb);
 		sub->io->punted = true;
 		if (!sub->embedded)

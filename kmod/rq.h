@@ -52,6 +52,7 @@ struct vdisk_sub {
 	atomic_t ref;			/* submitter + completion */
 	int error;			/* this extent's first error */
 	bool retry;			/* the last reference resubmits */
+	bool started;			/* a write holds file system access */
 	bool embedded;			/* vdisk_io.sub, not from the mempool */
 	void (*done)(void *ctx, int err);	/* vdisk_rq_file_then() */
 	void *done_ctx;
