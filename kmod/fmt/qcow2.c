@@ -122,6 +122,37 @@ static int vdisk_q2_punch(void *opaque, u64 off, u64 len)
 }
 
 /*
+ * Write @len zero bytes at @off of @file from the zero page (direct I/O
+ * if @direct, for which @off and @len must be aligned): 0 or -errno.
+ */
+static int vdisk_q2_write_zeros(struct file *file, u64 off, u64 len,
+				bool direct)
+{
+	struct bio_vec bv[64];
+	struct iov_iter iter;
+	struct kiocb kiocb;
+	unsigned int i;
+	ssize_t n;
+
+	for (i = 0; i < ARRAY_SIZE(bv); i++)
+		bvec_set_page(&bv[i], ZERO_PAGE(0), PAGE_SIZE, 0);
+	for (; len; off += n, len -= n) {
+		size_t chunk = min_t(u64, len, ARRAY_SIZE(bv) * PAGE_SIZE);
+
+		iov_iter_bvec(&iter, ITER_SOURCE, bv, ARRAY_SIZE(bv), chunk);
+		init_sync_kiocb(&kiocb, file);
+		kiocb.ki_flags &= ~IOCB_DIRECT;
+		if (direct)
+			kiocb.ki_flags |= IOCB_DIRECT;
+		kiocb.ki_pos = off;
+		n = vfs_iocb_iter_write(file, &kiocb, &iter);
+		if (n <= 0)
+			return n ? n : -EIO;
+	}
+	return 0;
+}
+
+/*
  * Grow the file for new clusters (q2_grow_ahead()): allocate the range,
  * then, if asked, write zeros over it with direct I/O.  An allocated but unwritten
  * extent reads as zeros too, but every later 4 KiB write into it would
@@ -134,12 +165,7 @@ static int vdisk_q2_punch(void *opaque, u64 off, u64 len)
 static int vdisk_q2_grow(void *opaque, u64 from, u64 size, bool fill)
 {
 	struct file *file = opaque;
-	struct bio_vec bv[64];
-	struct iov_iter iter;
-	struct kiocb kiocb;
-	unsigned int i;
 	u32 mem_align;
-	ssize_t n;
 	int ret;
 
 	if (!file->f_op->fallocate)
@@ -147,23 +173,9 @@ static int vdisk_q2_grow(void *opaque, u64 from, u64 size, bool fill)
 	ret = vfs_fallocate(file, 0, from, size - from);
 	if (ret)
 		return ret;
-	if (!fill || !vdisk_file_dio_align(file, &mem_align) ||
-	    !IS_ALIGNED(from | size, PAGE_SIZE))
-		return 0;
-	for (i = 0; i < ARRAY_SIZE(bv); i++)
-		bvec_set_page(&bv[i], ZERO_PAGE(0), PAGE_SIZE, 0);
-	for (; from < size; from += n) {
-		size_t len = min_t(u64, size - from, sizeof(bv) / sizeof(bv[0]) *
-				   PAGE_SIZE);
-
-		iov_iter_bvec(&iter, ITER_SOURCE, bv, ARRAY_SIZE(bv), len);
-		init_sync_kiocb(&kiocb, file);
-		kiocb.ki_flags |= IOCB_DIRECT;
-		kiocb.ki_pos = from;
-		n = vfs_iocb_iter_write(file, &kiocb, &iter);
-		if (n <= 0)
-			break;
-	}
+	if (fill && vdisk_file_dio_align(file, &mem_align) &&
+	    IS_ALIGNED(from | size, PAGE_SIZE))
+		vdisk_q2_write_zeros(file, from, size - from, true);
 	return 0;
 }
 
@@ -658,35 +670,15 @@ static int vdisk_q2_write_zero_data(struct vdisk_q2 *q, u64 pos, u64 len)
 {
 	struct q2_image *qi = q->layers[0].img;
 	const struct q2_chain *chain = q->nr > 1 ? &q->chain : NULL;
-	struct bio_vec bv[16];
-	struct iov_iter iter;
-	struct kiocb kiocb;
 	struct q2_write w;
-	unsigned int i;
-	ssize_t n;
 	int ret;
-
-	for (i = 0; i < ARRAY_SIZE(bv); i++)
-		bvec_set_page(&bv[i], ZERO_PAGE(0), PAGE_SIZE, 0);
 
 	while (len) {
 		ret = q2_write_begin(qi, chain, pos, len, &w);
 		if (ret)
 			return ret;
-		ret = 0;
-		for (u64 done = 0; !ret && done < w.len; done += n) {
-			size_t chunk = min_t(u64, w.len - done, sizeof(bv) /
-					     sizeof(bv[0]) * PAGE_SIZE);
-
-			iov_iter_bvec(&iter, ITER_SOURCE, bv, ARRAY_SIZE(bv),
-				      chunk);
-			init_sync_kiocb(&kiocb, q->files[0]);
-			kiocb.ki_flags &= ~IOCB_DIRECT;
-			kiocb.ki_pos = w.host_off + done;
-			n = vfs_iocb_iter_write(q->files[0], &kiocb, &iter);
-			if (n <= 0)
-				ret = n ? n : -EIO;
-		}
+		ret = vdisk_q2_write_zeros(q->files[0], w.host_off, w.len,
+					   false);
 		if (w.commit)
 			ret = q2_write_commit(qi, &w, ret);
 		if (ret)

@@ -279,6 +279,8 @@ int q2_refcount_add(struct q2_image *img, u64 ci, int delta, u64 *rc);
 int q2_alloc_clusters(struct q2_image *img, u32 want, bool exact, u64 *off,
 		      u32 *got, bool *fresh);
 void q2_free_now(struct q2_image *img, u64 off, u64 n);
+/* Deallocate [@off, @off + @len) of the file; advisory (errors ignored). */
+void q2_punch(struct q2_image *img, u64 off, u64 len);
 int q2_drop(struct q2_image *img, u64 off, u64 n);
 void q2_drops_apply(struct q2_image *img);
 void q2_quar_lift(struct q2_image *img, u64 seq);

@@ -364,7 +364,7 @@ static void q2_note_alloc(struct q2_image *img, u64 end)
 		q2_store(&img->alloc_end, end);
 }
 
-static void q2_punch(struct q2_image *img, u64 off, u64 len)
+void q2_punch(struct q2_image *img, u64 off, u64 len)
 {
 	if (img->ops->punch && len)
 		img->ops->punch(img->file, off, len);	/* advisory */

@@ -519,8 +519,8 @@ static void q2_trim_tail(struct q2_image *img)
 	u64 fsize = q2_load(&img->file_size);
 
 	from = (from + img->cluster_size - 1) & ~(img->cluster_size - 1);
-	if (img->grown_from && from < fsize && img->ops->punch)
-		img->ops->punch(img->file, from, fsize - from);	/* advisory */
+	if (img->grown_from && from < fsize)
+		q2_punch(img, from, fsize - from);
 }
 
 static int q2_plan(struct q2_image *img, u64 off, u64 len,
