@@ -61,6 +61,7 @@ struct vdisk_sub {
 /* Per-request state (the blk-mq pdu). */
 struct vdisk_io {
 	struct work_struct work;
+	struct list_head node;		/* on its hw queue's batch list */
 	struct iov_iter iter;		/* request data not yet handed out */
 	struct bio_vec *bvec;		/* kmalloc'ed for multi-bio requests */
 	atomic_t pending;		/* the submitter + file I/Os in flight */
@@ -68,6 +69,7 @@ struct vdisk_io {
 	bool sub_used;			/* @sub was handed out */
 	bool nowait;			/* issuing inline from queue_rq */
 	bool punted;			/* an inline I/O would have blocked */
+	bool batched;			/* issued by the batch worker */
 	unsigned long fmt_token;	/* the format's, for ->end_request */
 	struct vdisk_sub sub;		/* the first file I/O allocates nothing */
 };
