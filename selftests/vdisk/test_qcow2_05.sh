@@ -3,9 +3,10 @@
 # jobs with crc32c verification, over a fresh image, an overlay on a
 # backing chain, a compressed image and every layout that changes the
 # allocator (refcount widths 1 and 64, 512 B and 2 MiB clusters, version
-# 2, extended L2).  After detach, qemu-img check finds no errors and no
-# leaks, and the image equals a raw copy read through the device.  The
-# backing layers are not modified.
+# 2, extended L2), and an L2 cache smaller than the tables written.
+# After detach, qemu-img check finds no errors and no leaks, and the
+# image equals a raw copy read through the device.  The backing layers
+# are not modified.
 . ./lib.sh
 
 cd "$VD_DIR"
@@ -58,6 +59,12 @@ assert_eq "$(cat base.raw mid.qcow2 | sha256sum)" "$low" "backing layers unchang
 make_pattern seed.raw $((16 << 20)) 5
 q qemu-img convert -c -O qcow2 seed.raw comp.qcow2
 fio_check compressed comp.qcow2
+
+# More L2 tables than cache slots (4 KiB clusters: a table maps 2 MiB, and
+# a 16 KiB cache holds 4 of the 16): writes evict dirty tables, and a
+# table that is not cached makes room by writing the dirty ones back.
+q qemu-img create -q -f qcow2 -o cluster_size=4096 smallcache.qcow2 32M
+fio_check small-l2-cache smallcache.qcow2 --cache-size 16K
 
 small=$((8 << 20))
 [ "$VD_PROFILE" = full ] && small=$((64 << 20))

@@ -171,24 +171,35 @@ int q2_sync_locked(struct q2_image *img)
 }
 
 /*
- * Pin the L2 table at @t for a metadata change, with room made first so
- * the lookup cannot find every slot dirty.  Returns 0 with img->l2.lock
- * held, or -errno without it.  Called with img->meta held.
+ * Pin the L2 table at @t for a metadata change.  Returns 0 with
+ * img->l2.lock held, or -errno without it.  Called with img->meta held.
+ *
+ * Room is made (every dirty table written back, behind a flush) only
+ * when the lookup finds no slot: a table that is cached already needs
+ * none.  Making room up front instead cost a flush per allocating write
+ * once every slot was dirty (random writes over a fresh image larger
+ * than the cache covers).
  */
 static int q2_l2_get_locked(struct q2_image *img, u64 t,
 			    struct q2_l2_slot **slot)
 {
-	int ret = q2_l2_make_room(img, 1);
+	bool made_room = false;
+	int ret;
 
-	if (ret)
-		return ret;
-	q2_mutex_lock(&img->l2.lock);
-	ret = q2_l2_get(img, t, slot);
-	if (ret) {
+	for (;;) {
+		q2_mutex_lock(&img->l2.lock);
+		ret = q2_l2_get(img, t, slot);
+		if (!ret)
+			return 0;
 		q2_mutex_unlock(&img->l2.lock);
-		return ret == -EAGAIN ? -EIO : ret;
+		/* -EAGAIN twice: every slot pinned, which cannot be. */
+		if (ret != -EAGAIN || made_room)
+			return ret == -EAGAIN ? -EIO : ret;
+		ret = q2_l2_make_room(img, 1);
+		if (ret)
+			return ret;
+		made_room = true;
 	}
-	return 0;
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -543,8 +554,6 @@ again:
 	}
 	l1i = gc >> img->l2_bits;
 	ret = q2_l2_owned(img, l1i, &t);
-	if (!ret)
-		ret = q2_l2_make_room(img, 1);
 	if (ret)
 		return ret;
 	tbl_end = (l1i + 1) << (cb + img->l2_bits);
@@ -553,12 +562,9 @@ again:
 	max_n = (u32)q2_min64(((end - (gc << cb)) + img->cluster_size - 1) >> cb,
 			      Q2_PLAN_MAX_CL);
 
-	q2_mutex_lock(&img->l2.lock);
-	ret = q2_l2_get(img, t, &slot);
-	if (ret) {
-		q2_mutex_unlock(&img->l2.lock);
-		return ret == -EAGAIN ? -EIO : ret;
-	}
+	ret = q2_l2_get_locked(img, t, &slot);
+	if (ret)
+		return ret;
 	q2_entry_at(img, slot->data, gc, &e, &bm);
 	ret = q2_check_entry(img, e, bm, off);
 	kind = q2_wkind(img, e, bm, q2_touched(img, off, end, gc, NULL));
@@ -597,18 +603,15 @@ again:
 		if (got < n) {
 			/* A shorter run: its last cluster's old entry. */
 			n = got;
-			q2_mutex_lock(&img->l2.lock);
-			ret = q2_l2_get(img, t, &slot);
-			if (!ret) {
-				q2_entry_at(img, slot->data, gc + n - 1,
-					    &fp->e[1], &fp->bm[1]);
-				q2_l2_put(slot);
-			}
-			q2_mutex_unlock(&img->l2.lock);
+			ret = q2_l2_get_locked(img, t, &slot);
 			if (ret) {
 				q2_free_now(img, h, got);
-				return ret == -EAGAIN ? -EIO : ret;
+				return ret;
 			}
+			q2_entry_at(img, slot->data, gc + n - 1,
+				    &fp->e[1], &fp->bm[1]);
+			q2_l2_put(slot);
+			q2_mutex_unlock(&img->l2.lock);
 		}
 		w->host_cl = h;
 		w->fresh = fresh;
