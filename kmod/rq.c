@@ -638,19 +638,43 @@ struct vdisk_hctx {
 #define VDISK_INLINE_DEPTH	2
 
 /*
- * Start @rq without blocking where the format can (the inline path, which
- * falls back by itself), else in its own worker.
+ * Start @rq without blocking where the format can: the inline path, which
+ * falls back by itself.  False if a worker that may block must start it.
  */
+static bool vdisk_try_inline(struct vdisk_device *vd, struct request *rq)
+{
+	/* Writes to a read-only device go to the worker, which refuses them. */
+	return vd->image.ops->queue_nowait &&
+	       !(op_is_write(req_op(rq)) && vdisk_dev_read_only(vd)) &&
+	       vd->image.ops->queue_nowait(vd, rq);
+}
+
 static void vdisk_dispatch(struct vdisk_device *vd, struct request *rq)
 {
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 
-	/* Writes to a read-only device go to the worker, which refuses them. */
-	if (vd->image.ops->queue_nowait &&
-	    !(op_is_write(req_op(rq)) && vdisk_dev_read_only(vd)) &&
-	    vd->image.ops->queue_nowait(vd, rq))
-		return;
-	queue_work(vdisk_io_wq, &io->work);
+	if (!vdisk_try_inline(vd, rq))
+		queue_work(vdisk_io_wq, &io->work);
+}
+
+/*
+ * May the batch worker start @rq, which cannot go inline, itself?  In
+ * direct mode a write that cannot go inline allocates: a qcow2 write to
+ * new clusters, a write into a hole of a sparse raw file.  Allocations
+ * take turns on the image's metadata mutex or the file system's inode
+ * lock anyway, so a worker each only adds wake-ups and lock hand-offs
+ * (measured: 4 KiB random writes to a fresh qcow2 spend a third less CPU
+ * per write); the batch worker runs them in order, as loop's worker
+ * does.  A read that cannot go inline waits for a metadata read that
+ * does not depend on the others: it still gets a worker of its own, and
+ * so does everything in the buffered modes, where the page cache may
+ * throttle any write.
+ */
+static bool vdisk_batch_may_block(struct vdisk_device *vd,
+				  struct request *rq)
+{
+	return req_op(rq) == REQ_OP_WRITE &&
+	       READ_ONCE(vd->cache) == VDISK_CACHE_NONE;
 }
 
 static void vdisk_hctx_work(struct work_struct *work)
@@ -661,10 +685,10 @@ static void vdisk_hctx_work(struct work_struct *work)
 	/*
 	 * Drain until the list stays empty, as loop's worker does: requests
 	 * that arrive meanwhile are taken without another wake-up.  The plug
-	 * lets the file's bios for a batch reach the backing device together.
-	 * The inline path never blocks, so one slow request (a metadata read,
-	 * an allocating write) goes to a worker of its own instead of holding
-	 * up the rest.
+	 * lets the file's bios for a batch reach the backing device together
+	 * (and is flushed whenever this worker sleeps).  Requests in the
+	 * list have not started in the format (no write epoch, no plan), so
+	 * nothing the worker may wait for depends on them.
 	 */
 	blk_start_plug(&plug);
 	spin_lock_irq(&vq->lock);
@@ -672,11 +696,17 @@ static void vdisk_hctx_work(struct work_struct *work)
 		struct vdisk_io *io = list_first_entry(&vq->list,
 						       struct vdisk_io, node);
 		struct request *rq = vdisk_io_rq(io);
+		struct vdisk_device *vd = rq->q->queuedata;
 
 		list_del_init(&io->node);
 		spin_unlock_irq(&vq->lock);
 		io->batched = true;
-		vdisk_dispatch(rq->q->queuedata, rq);
+		if (!vdisk_try_inline(vd, rq)) {
+			if (vdisk_batch_may_block(vd, rq))
+				vdisk_io_work(&io->work);
+			else
+				queue_work(vdisk_io_wq, &io->work);
+		}
 		cond_resched();
 		spin_lock_irq(&vq->lock);
 	}

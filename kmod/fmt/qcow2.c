@@ -122,34 +122,58 @@ static int vdisk_q2_punch(void *opaque, u64 off, u64 len)
 }
 
 /*
+ * Zero pages per write when there is much to write.  Each direct write
+ * into the unwritten extents fallocate() leaves costs the file system an
+ * extent conversion, so growing a file by a chunk (q2_grow_ahead()) in
+ * 4 MiB writes rather than 256 KiB ones costs 8 conversions instead of
+ * 128 per 32 MiB (measured: 4 KiB random writes to a fresh image about
+ * a fifth faster).
+ */
+#define VDISK_Q2_ZERO_PAGES	1024
+
+/*
  * Write @len zero bytes at @off of @file from the zero page (direct I/O
  * if @direct, for which @off and @len must be aligned): 0 or -errno.
  */
 static int vdisk_q2_write_zeros(struct file *file, u64 off, u64 len,
 				bool direct)
 {
-	struct bio_vec bv[64];
+	struct bio_vec small[64], *bv = small;
+	unsigned int i, nr = ARRAY_SIZE(small);
 	struct iov_iter iter;
 	struct kiocb kiocb;
-	unsigned int i;
-	ssize_t n;
+	ssize_t n = 0;
 
-	for (i = 0; i < ARRAY_SIZE(bv); i++)
+	/* Without the memory, in small writes. */
+	if (len > nr * PAGE_SIZE) {
+		bv = kmalloc_array(VDISK_Q2_ZERO_PAGES, sizeof(*bv),
+				   GFP_NOIO | __GFP_NOWARN);
+		if (bv)
+			nr = VDISK_Q2_ZERO_PAGES;
+		else
+			bv = small;
+	}
+	for (i = 0; i < nr; i++)
 		bvec_set_page(&bv[i], ZERO_PAGE(0), PAGE_SIZE, 0);
 	for (; len; off += n, len -= n) {
-		size_t chunk = min_t(u64, len, ARRAY_SIZE(bv) * PAGE_SIZE);
+		size_t chunk = min_t(u64, len, (u64)nr * PAGE_SIZE);
 
-		iov_iter_bvec(&iter, ITER_SOURCE, bv, ARRAY_SIZE(bv), chunk);
+		iov_iter_bvec(&iter, ITER_SOURCE, bv, nr, chunk);
 		init_sync_kiocb(&kiocb, file);
 		kiocb.ki_flags &= ~IOCB_DIRECT;
 		if (direct)
 			kiocb.ki_flags |= IOCB_DIRECT;
 		kiocb.ki_pos = off;
 		n = vfs_iocb_iter_write(file, &kiocb, &iter);
-		if (n <= 0)
-			return n ? n : -EIO;
+		if (n <= 0) {
+			if (!n)
+				n = -EIO;
+			break;
+		}
 	}
-	return 0;
+	if (bv != small)
+		kfree(bv);
+	return n < 0 ? n : 0;
 }
 
 /*
