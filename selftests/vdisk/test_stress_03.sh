@@ -50,9 +50,24 @@ before=$(sunreclaim)
 run modprobe vdisk
 round $secs
 run rmmod vdisk
-settle
-slabs >"$VD_DIR/slab.after"
-after=$(sunreclaim)
+# Caches that grew by more than 256 KiB since the baseline.
+grown() {
+	awk 'NR == FNR { b[$1] = $2; next } $2 - b[$1] > 262144 { printf "%s +%d KiB\n", $1, ($2 - b[$1]) / 1024 }' \
+		"$VD_DIR/slab.before" "$VD_DIR/slab.after"
+}
+# Objects freed after an RCU grace period or by a later shrinker pass can
+# lag behind the unload (seen once on 6.12: inode_cache, which vdisk does
+# not allocate from, +393 KiB): measure again, up to three times, before
+# calling it a leak.  A real leak stays.
+for try in 1 2 3; do
+	settle
+	slabs >"$VD_DIR/slab.after"
+	after=$(sunreclaim)
+	grew=$(grown)
+	[ -z "$grew" ] && [ $((after - before)) -lt 2048 ] && break
+	[ $try -lt 3 ] && log "settling again (try $try): SUnreclaim ${before} -> ${after} kB; $(tr '\n' ' ' <<<"$grew")"
+	sleep 5
+done
 ios=$(python3 - "$VD_DIR" <<'PY'
 import json, sys
 n = 0
@@ -63,9 +78,6 @@ print(n)
 PY
 )
 log "soak ${secs}s: $ios I/Os verified; SUnreclaim ${before} -> ${after} kB"
-# Caches that grew by more than 256 KiB (kept for the report).
-grew=$(awk 'NR == FNR { b[$1] = $2; next } $2 - b[$1] > 262144 { printf "%s +%d KiB\n", $1, ($2 - b[$1]) / 1024 }' \
-	"$VD_DIR/slab.before" "$VD_DIR/slab.after")
 [ -n "$grew" ] && log "grew: $(tr '\n' ' ' <<<"$grew")"
 # A leak of one small object per request would be several MiB here.
 [ $((after - before)) -lt 2048 ] || fail "unreclaimable slab grew by $((after - before)) kB over $ios I/Os"
