@@ -638,6 +638,28 @@ struct vdisk_hctx {
 #define VDISK_INLINE_DEPTH	2
 
 /*
+ * Reads larger than this stay inline at any depth: submitting one costs
+ * the submitter little per byte, and the hop to the batch worker cost
+ * more than it saved (1 MiB reads at depth 8: 5,800 MiB/s batched, 6,700
+ * inline, 0.84 against 0.12 context switches per read).  Large writes
+ * still gain from the batch worker, which takes the file system's
+ * heavier write path off the submitter's CPU.
+ */
+#define VDISK_INLINE_READ_MIN	SZ_128K
+
+/* Should queue_rq hand @rq to the queue's batch worker? */
+static bool vdisk_batch(struct vdisk_device *vd, struct vdisk_hctx *vq,
+			struct request *rq)
+{
+	/* Counted first: vdisk_complete_rq() uncounts every request. */
+	if (atomic_inc_return(&vq->inflight) <= VDISK_INLINE_DEPTH ||
+	    !vd->image.ops->queue_nowait)
+		return false;
+	return !(req_op(rq) == REQ_OP_READ &&
+		 blk_rq_bytes(rq) > VDISK_INLINE_READ_MIN);
+}
+
+/*
  * Start @rq without blocking where the format can: the inline path, which
  * falls back by itself.  False if a worker that may block must start it.
  */
@@ -724,8 +746,7 @@ static blk_status_t vdisk_queue_rq(struct blk_mq_hw_ctx *hctx,
 
 	blk_mq_start_request(rq);
 	io->batched = false;
-	if (atomic_inc_return(&vq->inflight) > VDISK_INLINE_DEPTH &&
-	    vd->image.ops->queue_nowait) {
+	if (vdisk_batch(vd, vq, rq)) {
 		spin_lock_irq(&vq->lock);
 		list_add_tail(&io->node, &vq->list);
 		spin_unlock_irq(&vq->lock);
