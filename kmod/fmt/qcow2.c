@@ -126,8 +126,7 @@ static int vdisk_q2_punch(void *opaque, u64 off, u64 len)
  * into the unwritten extents fallocate() leaves costs the file system an
  * extent conversion, so growing a file by a chunk (q2_grow_ahead()) in
  * 4 MiB writes rather than 256 KiB ones costs 8 conversions instead of
- * 128 per 32 MiB (measured: 4 KiB random writes to a fresh image about
- * a fifth faster).
+ * 128 per 32 MiB.
  */
 #define VDISK_Q2_ZERO_PAGES	1024
 

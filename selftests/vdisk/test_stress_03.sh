@@ -65,7 +65,8 @@ for try in 1 2 3; do
 	after=$(sunreclaim)
 	grew=$(grown)
 	[ -z "$grew" ] && [ $((after - before)) -lt 2048 ] && break
-	[ $try -lt 3 ] && log "settling again (try $try): SUnreclaim ${before} -> ${after} kB; $(tr '\n' ' ' <<<"$grew")"
+	[ $try -eq 3 ] && break
+	log "settling again (try $try): SUnreclaim ${before} -> ${after} kB; $(tr '\n' ' ' <<<"$grew")"
 	sleep 5
 done
 ios=$(python3 - "$VD_DIR" <<'PY'
