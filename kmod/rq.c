@@ -15,9 +15,10 @@
  * would block (-EAGAIN, at once or from the completion), and every other
  * request, goes to a worker, because queue_rq runs in the submitter's
  * context: its bio list may be active (nested I/O is only queued, so
- * waiting for it would deadlock), it may hold another filesystem's journal
- * handle (file writes start our own), and buffered I/O may sleep on page
- * locks whose I/O is queued behind us.  See vdisk_rq_try_nowait().
+ * waiting for it would deadlock; the inline path detaches the list), it
+ * may hold another filesystem's journal handle (file writes start our
+ * own), and buffered I/O may sleep on page locks whose I/O is queued
+ * behind us.  See vdisk_rq_try_nowait().
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -460,7 +461,18 @@ static int vdisk_rq_start_gfp(struct request *rq, gfp_t gfp)
  *    drop (!IS_NOSEC);
  *  - with the task's plug detached: we may be called from that plug's
  *    flush, and our bios must not be added to the list being flushed
- *    (the batch worker keeps its own plug).
+ *    (the batch worker keeps its own plug);
+ *  - with the task's bio list detached: queue_rq is often called from
+ *    inside the submitter's submit_bio, where the bios the backing file
+ *    system submits would only be queued until we return.  IOCB_NOWAIT
+ *    does not stop every wait: ext4 reads an extent tree block it does
+ *    not have cached, and waits for it, whatever the kiocb's flags; with
+ *    the read queued behind us that wait never ended.  Detached, such a
+ *    read goes out at once and the wait is merely slow.  The price is one
+ *    more level of submit_bio recursion on the stack, so it is taken once:
+ *    an inline call already under way on this task (inside a NOIO
+ *    section, which is how ours runs; e.g. an image on a file system on
+ *    another vdisk) hands nested requests to the worker instead.
  */
 bool vdisk_rq_try_nowait(struct request *rq, struct file *file, loff_t pos,
 			 u32 dio_align)
@@ -468,11 +480,13 @@ bool vdisk_rq_try_nowait(struct request *rq, struct file *file, loff_t pos,
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	struct vdisk_device *vd = rq->q->queuedata;
 	struct inode *inode = file_inode(file);
+	struct bio_list *bio_list = current->bio_list;
 	struct blk_plug *plug;
 	unsigned int noio;
 	bool done = false;
 
 	if (current->journal_info ||
+	    (bio_list && (current->flags & PF_MEMALLOC_NOIO)) ||
 	    READ_ONCE(vd->cache) != VDISK_CACHE_NONE ||
 	    !(file->f_mode & FMODE_NOWAIT) || !dio_align ||
 	    !IS_ALIGNED(pos | blk_rq_bytes(rq), dio_align))
@@ -492,6 +506,7 @@ bool vdisk_rq_try_nowait(struct request *rq, struct file *file, loff_t pos,
 	noio = memalloc_noio_save();
 	/* The batch worker's plug is its own (see vdisk_hctx_work()). */
 	plug = io->batched ? current->plug : vdisk_compat_plug_detach();
+	current->bio_list = NULL;
 	if (!vdisk_rq_start_gfp(rq, GFP_NOWAIT)) {
 		io->nowait = true;
 		vdisk_rq_file(rq, file, pos, blk_rq_bytes(rq), dio_align);
@@ -504,6 +519,7 @@ bool vdisk_rq_try_nowait(struct request *rq, struct file *file, loff_t pos,
 			done = true;
 		}
 	}
+	current->bio_list = bio_list;
 	vdisk_compat_plug_attach(plug);
 	memalloc_noio_restore(noio);
 	return done;
