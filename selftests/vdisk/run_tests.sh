@@ -61,6 +61,15 @@ for t in "${tests[@]}"; do
 	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
 		reason="timed out after ${timeout_s}s"
 		rc=1
+		# A hang: every blocked task's stack, workers included, says
+		# more than the first hung-task report does.
+		if [ -w /proc/sysrq-trigger ]; then
+			echo w >/proc/sysrq-trigger
+			sleep 1
+			echo "# blocked tasks at the timeout:" >>"$log"
+			dmesg | tail -n +$((before + 1)) | sed -n '/Show Blocked State/,$p' |
+				head -n 150 | sed 's/^/# /' >>"$log"
+		fi
 	fi
 
 	if dmesg | tail -n +$((before + 1)) | grep -Eq "$report_pat"; then
@@ -92,7 +101,7 @@ for t in "${tests[@]}"; do
 		echo "ok $n $name # SKIP ${why:-skipped}"
 		skipc=$((skipc + 1)) ;;
 	*)
-		sed 's/^/# /; s/^# # /# /' "$log" | tail -n 80
+		sed 's/^/# /; s/^# # /# /' "$log" | tail -n 200
 		echo "not ok $n $name # ${reason:-exit $rc} time=${secs}s"
 		failc=$((failc + 1)) ;;
 	esac
