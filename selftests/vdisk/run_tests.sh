@@ -48,6 +48,8 @@ echo "KTAP version 1"
 echo "# kernel $kver, profile $profile"
 echo "1..${#tests[@]}"
 n=0 pass=0 failc=0 skipc=0
+# The kernel log since the current test started.
+test_dmesg() { dmesg | tail -n +$((before + 1)); }
 for t in "${tests[@]}"; do
 	n=$((n + 1))
 	name=${t%.sh}
@@ -67,14 +69,14 @@ for t in "${tests[@]}"; do
 			echo w >/proc/sysrq-trigger
 			sleep 1
 			echo "# blocked tasks at the timeout:" >>"$log"
-			dmesg | tail -n +$((before + 1)) | sed -n '/Show Blocked State/,$p' |
+			test_dmesg | sed -n '/Show Blocked State/,$p' |
 				head -n 150 | sed 's/^/# /' >>"$log"
 		fi
 	fi
 
-	if dmesg | tail -n +$((before + 1)) | grep -Eq "$report_pat"; then
+	if test_dmesg | grep -Eq "$report_pat"; then
 		echo "# kernel reports during $name:" >>"$log"
-		dmesg | tail -n +$((before + 1)) | grep -E -A20 "$report_pat" | head -60 | sed 's/^/# /' >>"$log"
+		test_dmesg | grep -E -A20 "$report_pat" | head -60 | sed 's/^/# /' >>"$log"
 		reason="kernel reported a problem"
 		rc=1
 	fi
