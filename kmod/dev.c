@@ -351,7 +351,15 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 		goto out_close;
 
 	vd->tag_set.ops = &vdisk_mq_ops;
-	/* One hardware queue per CPU: inline issue runs on the submitter's. */
+	/*
+	 * One hardware queue per CPU: inline issue runs on the submitter's.
+	 * One pool of requests for them all (TAG_HCTX_SHARED): a pool per
+	 * hardware queue (128 requests, about 80 KiB) made an idle device's
+	 * memory grow with the CPU count, to megabytes per device on a large
+	 * host.  Shared tags would make mq-deadline the default scheduler;
+	 * NO_SCHED_BY_DEFAULT keeps "none", like any multi-queue device: the
+	 * backing file's own device does the scheduling.
+	 */
 	vd->tag_set.nr_hw_queues = num_online_cpus();
 	vd->tag_set.queue_depth = VDISK_QUEUE_DEPTH;
 	vd->tag_set.numa_node = NUMA_NO_NODE;
@@ -362,7 +370,8 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	 * a non-blocking queue_rq, run under RCU, must never do.
 	 */
 	vd->tag_set.flags = BLK_MQ_F_SHOULD_MERGE | BLK_MQ_F_STACKING |
-			    BLK_MQ_F_BLOCKING;
+			    BLK_MQ_F_BLOCKING | BLK_MQ_F_TAG_HCTX_SHARED |
+			    BLK_MQ_F_NO_SCHED_BY_DEFAULT;
 	vd->tag_set.driver_data = vd;
 	ret = blk_mq_alloc_tag_set(&vd->tag_set);
 	if (ret)
