@@ -354,7 +354,7 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	/*
 	 * One hardware queue per CPU: inline issue runs on the submitter's.
 	 * One pool of requests for them all (TAG_HCTX_SHARED): a pool per
-	 * hardware queue (128 requests, about 80 KiB) made an idle device's
+	 * hardware queue (128 requests, a 64 KiB block) made an idle device's
 	 * memory grow with the CPU count, to megabytes per device on a large
 	 * host.  Shared tags would make mq-deadline the default scheduler;
 	 * NO_SCHED_BY_DEFAULT keeps "none", like any multi-queue device: the

@@ -143,6 +143,16 @@ vd_umount() {
 	VD_MOUNTS=("${VD_MOUNTS[@]}")
 }
 
+# Memory figures: settle_memory [SECS] writes back and drops the caches,
+# then waits SECS (1) for deferred frees; meminfo_kib FIELD prints one
+# /proc/meminfo field in KiB.
+settle_memory() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	sleep "${1:-1}"
+}
+meminfo_kib() { awk -v f="$1:" '$1 == f { print $2 }' /proc/meminfo; }
+
 # Bytes of the file actually allocated on disk.
 allocated_bytes() {
 	echo $(($(stat -c %b "$1") * $(stat -c %B "$1")))

@@ -22,13 +22,11 @@ qemu-img create -q -f qcow2 "$t/q.qcow2" 8M || fail "qemu-img create failed"
 qemu-img create -q -f qcow2 -b "$t/q.qcow2" -F qcow2 "$t/top.qcow2" || fail "qemu-img create failed"
 chmod 0666 "$t"/*.img "$t"/*.qcow2
 
-sunreclaim() { sed -n 's/^SUnreclaim: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
-settle() { sync; echo 3 >/proc/sys/vm/drop_caches; sleep 1; }
 # One warm-up round so caches that fill on first use do not count.
 python3 "$fuzz" --seed 99 --count 50 --dir "$t/warm" "$t/raw.img" "$t/q.qcow2" >/dev/null ||
 	fail "warm-up round failed"
-settle
-before=$(sunreclaim)
+settle_memory
+before=$(meminfo_kib SUnreclaim)
 
 total=0
 for seed in 1 2; do
@@ -46,8 +44,8 @@ total=$((total + $(awk '{print $2}' <<<"$out")))
 
 assert_eq "$(ls -d /sys/block/vdisk* 2>/dev/null | wc -l)" 0 "devices left by the fuzzer"
 assert_eq "$(cat /sys/module/vdisk/refcnt)" 0 "module references"
-settle
-after=$(sunreclaim)
+settle_memory
+after=$(meminfo_kib SUnreclaim)
 log "SUnreclaim before ${before} kB, after ${after} kB"
 # Leaking one object per message would show as well over 1 MiB.
 [ $((after - before)) -lt 1024 ] || fail "unreclaimable slab grew by $((after - before)) kB"

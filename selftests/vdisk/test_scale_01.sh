@@ -9,9 +9,7 @@
 # order-4 block for a pool of 128 requests); slab objects do not, so the
 # figure does not depend on slub_debug.
 direct_kib() {
-	sync
-	echo 3 >/proc/sys/vm/drop_caches
-	sleep 1
+	settle_memory
 	awk '{ m[$1] = $2 }
 	     END { print m["MemTotal:"] - m["MemFree:"] - m["Buffers:"] \
 			 - m["Cached:"] - m["AnonPages:"] - m["Slab:"] \
@@ -29,7 +27,7 @@ for i in range(n):
         f.write(b"device %d" % i)
         f.truncate(1 << 20)
 PY
-mem_before=$(direct_kib); slab_before=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
+mem_before=$(direct_kib); slab_before=$(meminfo_kib Slab)
 declare -a devs
 for i in $(seq 0 $((n - 1))); do
 	d=$("$VDISKCTL" attach "$VD_DIR/$i.img") || fail "attach #$i failed"
@@ -40,7 +38,7 @@ assert_eq "$("$VDISKCTL" list | tail -n +2 | wc -l)" $n "devices listed"
 # One request pool per device, not one per hardware queue (per CPU): a pool
 # of 128 requests is a 64 KiB block.  Measured with 2 CPUs: 161 KiB a
 # device with a pool per CPU, 109 KiB with the shared pool (6.12).
-mem_after=$(direct_kib); slab_after=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
+mem_after=$(direct_kib); slab_after=$(meminfo_kib Slab)
 [ -n "$mem_before" ] && [ -n "$mem_after" ] || fail "cannot read /proc/meminfo"
 per_dev=$(( (mem_after - mem_before) / n ))
 echo "# per idle device: $per_dev KiB from the page allocator, $(( (slab_after - slab_before) / n )) KiB slab ($(nproc) CPUs)"

@@ -13,10 +13,8 @@ truncate -s 128M "$VD_DIR/r.img"
 qemu-img create -q -f qcow2 "$VD_DIR/q.qcow2" 128M || fail "qemu-img create"
 qemu-img create -q -f qcow2 "$VD_DIR/w.qcow2" 128M || fail "qemu-img create"
 
-settle() { sync; echo 3 >/proc/sys/vm/drop_caches; sleep 2; }
 # name -> active objects * object size, for every cache.
 slabs() { awk 'NR > 2 { print $1, $2 * $4 }' /proc/slabinfo; }
-sunreclaim() { sed -n 's/^SUnreclaim: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
 
 round() {	# round SECONDS [nocheck]
 	local i pids=() devs=()
@@ -44,9 +42,9 @@ round() {	# round SECONDS [nocheck]
 
 round 1 nocheck
 run rmmod vdisk
-settle
+settle_memory 2
 slabs >"$VD_DIR/slab.before"
-before=$(sunreclaim)
+before=$(meminfo_kib SUnreclaim)
 run modprobe vdisk
 round $secs
 run rmmod vdisk
@@ -60,9 +58,9 @@ grown() {
 # not allocate from, +393 KiB): measure again, up to three times, before
 # calling it a leak.  A real leak stays.
 for try in 1 2 3; do
-	settle
+	settle_memory 2
 	slabs >"$VD_DIR/slab.after"
-	after=$(sunreclaim)
+	after=$(meminfo_kib SUnreclaim)
 	grew=$(grown)
 	[ -z "$grew" ] && [ $((after - before)) -lt 2048 ] && break
 	[ $try -eq 3 ] && break
