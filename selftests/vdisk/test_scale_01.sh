@@ -36,14 +36,27 @@ for i in $(seq 0 $((n - 1))); do
 done
 assert_eq "$("$VDISKCTL" list | tail -n +2 | wc -l)" $n "devices listed"
 # One request pool per device, not one per hardware queue (per CPU): a pool
-# of 128 requests is a 64 KiB block.  Measured with 2 CPUs: 161 KiB a
-# device with a pool per CPU, 109 KiB with the shared pool (6.12).
+# of 128 requests is a 64 KiB block.  Measured with 2 CPUs: 132-161 KiB a
+# device with a pool per CPU, 88-109 KiB with the shared pool; the runs
+# overlap too nearly for a bound to tell the two apart with 2 CPUs, so the
+# bound only catches gross growth (3 CPUs or more with per-CPU pools), and
+# blk-mq's own account of the flag (debugfs) is the exact check.
 mem_after=$(direct_kib); slab_after=$(meminfo_kib Slab)
 [ -n "$mem_before" ] && [ -n "$mem_after" ] || fail "cannot read /proc/meminfo"
 per_dev=$(( (mem_after - mem_before) / n ))
 echo "# per idle device: $per_dev KiB from the page allocator, $(( (slab_after - slab_before) / n )) KiB slab ($(nproc) CPUs)"
-[ "$per_dev" -le 135 ] ||
-	fail "an idle device takes $per_dev KiB from the page allocator (limit 135)"
+[ "$per_dev" -le 150 ] ||
+	fail "an idle device takes $per_dev KiB from the page allocator (limit 150)"
+dbg=/sys/kernel/debug/block
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+if [ -d "$dbg/${devs[0]#/dev/}" ]; then
+	for h in "$dbg/${devs[0]#/dev/}"/hctx*; do
+		grep -q TAG_HCTX_SHARED "$h/flags" ||
+			fail "${h#$dbg/}: no shared request pool ($(cat "$h/flags"))"
+	done
+else
+	log "no blk-mq debugfs: the shared-pool flag is not checked"
+fi
 for dev in "${devs[0]}" "${devs[255]}"; do
 	sched=$(cat "/sys/block/${dev#/dev/}/queue/scheduler")
 	[[ $sched == "[none]"* ]] || fail "$dev: scheduler '$sched', not none"
