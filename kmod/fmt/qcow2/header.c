@@ -719,7 +719,7 @@ static int q2_probe_refcount(struct q2_open_ctx *ctx, struct q2_rc_probe *p,
 	int ret;
 
 	*rc = 0;
-	if (bi >= img->rt_entries || !img->rt[bi])
+	if (!q2_rt_block(img, bi))
 		return 0;
 	if (p->blk_off != img->rt[bi]) {
 		p->blk_off = 0;
@@ -755,6 +755,70 @@ static int q2_check_in_use(struct q2_open_ctx *ctx, struct q2_rc_probe *p,
 }
 
 /*
+ * Read and check the refcount table; keep it in memory up to its last
+ * block in use (rt_mem): the rest of a table is zeros until the image
+ * grows into it.
+ */
+static int q2_load_reftable(struct q2_open_ctx *ctx, u64 bytes)
+{
+	struct q2_image *img = ctx->img;
+	u32 i, used = 0;
+	int ret = 0;
+	u8 *raw;
+
+	img->rt_entries = (u32)(bytes / 8);
+	raw = q2_alloc(bytes);
+	if (!raw)
+		return -ENOMEM;
+	ret = img->ops->pread(img->file, raw, bytes, img->reftable_offset);
+	if (ret) {
+		ret = q2_fail(ctx, ret, "cannot read the refcount table");
+		goto out;
+	}
+	for (i = 0; i < img->rt_entries; i++) {
+		u64 e = q2_be64(raw + (size_t)i * 8);
+
+		if (!e)
+			continue;
+		used = i + 1;
+		if (e & Q2_RT_RESERVED) {
+			ret = q2_fail(ctx, -EINVAL,
+				      "refcount table entry %u has reserved bits set", i);
+			goto out;
+		}
+		if ((e & (img->cluster_size - 1)) || e < img->cluster_size ||
+		    q2_past_eof(img, e, img->cluster_size)) {
+			ret = q2_fail(ctx, -EINVAL,
+				      "refcount block %u at 0x%llx is invalid", i, e);
+			goto out;
+		}
+		if (q2_ranges_overlap(e, img->cluster_size, img->reftable_offset,
+				      bytes) ||
+		    q2_ranges_overlap(e, img->cluster_size, img->active_l1_offset,
+				      q2_l1_span(img, img->active_l1_size))) {
+			ret = q2_fail(ctx, -EINVAL,
+				      "refcount block %u at 0x%llx overlaps a table",
+				      i, e);
+			goto out;
+		}
+	}
+	img->rt_mem = (u32)q2_min64(img->rt_entries,
+				    (used + Q2_RT_MEM_STEP - 1) / Q2_RT_MEM_STEP *
+				    Q2_RT_MEM_STEP);
+	img->rt = q2_alloc((size_t)q2_max64(img->rt_mem, 1) * 8);
+	if (!img->rt) {
+		img->rt_mem = 0;
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < img->rt_mem; i++)
+		img->rt[i] = q2_be64(raw + (size_t)i * 8);
+out:
+	q2_free(raw);
+	return ret;
+}
+
+/*
  * Write mode: refusals, then the refcount table in memory (validated entry
  * by entry) and a check that the metadata we know of is counted, so that
  * allocation can trust a zero refcount.
@@ -765,7 +829,6 @@ static int q2_open_write(struct q2_open_ctx *ctx)
 	struct q2_image *img = ctx->img;
 	struct q2_rc_probe probe = { 0 };
 	u64 bytes = (u64)img->reftable_clusters << img->cluster_bits;
-	u8 *raw;
 	u32 i;
 	int ret;
 
@@ -783,35 +846,9 @@ static int q2_open_write(struct q2_open_ctx *ctx)
 	img->rb_bits = img->cluster_bits + 3 - img->refcount_order;
 	img->rc_max = img->refcount_order == 6 ? ~0ULL :
 		      (1ULL << (1U << img->refcount_order)) - 1;
-	img->rt_entries = (u32)(bytes / 8);
-	img->rt = q2_alloc(bytes);
-	if (!img->rt)
-		return -ENOMEM;
-	raw = (u8 *)img->rt;
-	ret = img->ops->pread(img->file, raw, bytes, img->reftable_offset);
+	ret = q2_load_reftable(ctx, bytes);
 	if (ret)
-		return q2_fail(ctx, ret, "cannot read the refcount table");
-	for (i = 0; i < img->rt_entries; i++) {
-		u64 e = q2_be64(raw + (size_t)i * 8);
-
-		img->rt[i] = e;
-		if (!e)
-			continue;
-		if (e & Q2_RT_RESERVED)
-			return q2_fail(ctx, -EINVAL,
-				       "refcount table entry %u has reserved bits set", i);
-		if ((e & (img->cluster_size - 1)) || e < img->cluster_size ||
-		    q2_past_eof(img, e, img->cluster_size))
-			return q2_fail(ctx, -EINVAL,
-				       "refcount block %u at 0x%llx is invalid", i, e);
-		if (q2_ranges_overlap(e, img->cluster_size, img->reftable_offset,
-				      bytes) ||
-		    q2_ranges_overlap(e, img->cluster_size, img->active_l1_offset,
-				      q2_l1_span(img, img->active_l1_size)))
-			return q2_fail(ctx, -EINVAL,
-				       "refcount block %u at 0x%llx overlaps a table",
-				       i, e);
-	}
+		return ret;
 
 	probe.blk = q2_alloc(img->cluster_size);
 	if (!probe.blk)
@@ -832,7 +869,7 @@ static int q2_open_write(struct q2_open_ctx *ctx)
 			ret = q2_check_in_use(ctx, &probe, "snapshot L1 table",
 					      img->snapshots[i].l1_offset,
 					      (u64)img->snapshots[i].l1_size * 8);
-	for (i = 0; !ret && i < img->rt_entries; i++)
+	for (i = 0; !ret && i < img->rt_mem; i++)
 		if (img->rt[i])
 			ret = q2_check_in_use(ctx, &probe, "refcount block",
 					      img->rt[i], 1);

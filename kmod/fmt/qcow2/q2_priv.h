@@ -54,6 +54,7 @@
 
 /* Write path bounds. */
 #define Q2_RB_MIN		4	/* refcount blocks cached, at least */
+#define Q2_RT_MEM_STEP		64U	/* refcount table entries held: a multiple */
 #define Q2_RB_MAX_SLOTS		1024U
 #define Q2_DROPS_MAX		1024U	/* pending drops before a forced sync */
 #define Q2_QUAR_MAX		256U	/* freed ranges awaiting the barrier */
@@ -227,8 +228,14 @@ struct q2_image {
 	u64 zero_from;			/* clusters from here never written */
 
 	/* Refcounts. */
-	u64 *rt;			/* table, host-endian block offsets */
-	u32 rt_entries;
+	/*
+	 * The table in host order, up to its last block in use: a table is a
+	 * cluster or more on disk (64 KiB covers 16 TiB) and nearly all zeros,
+	 * so only the @rt_mem entries from the start are held (q2_rt_block()).
+	 */
+	u64 *rt;
+	u32 rt_entries;			/* entries in the table on disk */
+	u32 rt_mem;			/* entries in @rt; past them, zeros */
 	u32 rb_bits;			/* log2 of refcounts per block */
 	u64 rc_max;
 	u64 free_hint;			/* cluster index; none free below */
@@ -309,6 +316,12 @@ static inline u64 q2_l1_span(const struct q2_image *img, u32 entries)
 static inline bool q2_ranges_overlap(u64 a, u64 alen, u64 b, u64 blen)
 {
 	return alen && blen && a < b + blen && b < a + alen;
+}
+
+/* Offset of the refcount block for range @bi; 0 where there is none. */
+static inline u64 q2_rt_block(const struct q2_image *img, u64 bi)
+{
+	return bi < img->rt_mem ? img->rt[bi] : 0;
 }
 
 static inline u64 q2_max64(u64 a, u64 b)

@@ -186,9 +186,9 @@ int q2_refcount(struct q2_image *img, u64 ci, u64 *rc)
 	int ret;
 
 	*rc = 0;
-	if (bi >= img->rt_entries || !img->rt[bi])
+	if (!q2_rt_block(img, bi))
 		return 0;
-	ret = q2_rb_get(img, img->rt[bi], false, &s);
+	ret = q2_rb_get(img, q2_rt_block(img, bi), false, &s);
 	if (ret)
 		return ret;
 	*rc = q2_rc_get(s->data, img->refcount_order, q2_rb_index(img, ci));
@@ -203,12 +203,12 @@ int q2_refcount_add(struct q2_image *img, u64 ci, int delta, u64 *rc)
 	struct q2_rb_slot *s;
 	int ret;
 
-	if (bi >= img->rt_entries || !img->rt[bi]) {
+	if (!q2_rt_block(img, bi)) {
 		q2_log(img, "cluster 0x%llx has no refcount block",
 		       ci << img->cluster_bits);
 		return -EIO;
 	}
-	ret = q2_rb_get(img, img->rt[bi], false, &s);
+	ret = q2_rb_get(img, q2_rt_block(img, bi), false, &s);
 	if (ret)
 		return ret;
 	v = q2_rc_get(s->data, img->refcount_order, q2_rb_index(img, ci));
@@ -314,8 +314,8 @@ static int q2_find_free(struct q2_image *img, u32 want, bool exact,
 				q2_rb_put(s);
 			s = NULL;
 			cur_bi = bi;
-			if (bi < img->rt_entries && img->rt[bi]) {
-				ret = q2_rb_get(img, img->rt[bi], false, &s);
+			if (q2_rt_block(img, bi)) {
+				ret = q2_rb_get(img, q2_rt_block(img, bi), false, &s);
 				if (ret)
 					break;
 			}
@@ -380,7 +380,7 @@ void q2_punch(struct q2_image *img, u64 off, u64 len)
 static int q2_grow_reftable(struct q2_image *img, u64 bi)
 {
 	u64 epb = 1ULL << img->rb_bits, epc = img->cluster_size / 8;
-	u64 a, k = 1, te, tc, end, need, j, ci, old_off, *nt;
+	u64 a, k = 1, te, tc, end, need, j, ci, old_off, nmem, *nt;
 	u32 old_tc;
 	u8 hdr[12], *be;
 	int ret;
@@ -405,13 +405,16 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 	if (end > (Q2_MAX_HOST_OFFSET >> img->cluster_bits))
 		return -ENOSPC;
 
-	nt = q2_zalloc(te * 8);
+	/* In memory, the new table up to its new blocks (see rt_mem). */
+	nmem = q2_min64(te, (bi + k + Q2_RT_MEM_STEP - 1) / Q2_RT_MEM_STEP *
+			    Q2_RT_MEM_STEP);
+	nt = q2_zalloc(nmem * 8);
 	be = q2_alloc(te * 8);
 	if (!nt || !be) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	memcpy(nt, img->rt, (size_t)img->rt_entries * 8);
+	memcpy(nt, img->rt, (size_t)img->rt_mem * 8);
 	for (j = 0; j < k; j++) {
 		struct q2_rb_slot *s;
 		u64 lo = (bi + j) * epb, hi = lo + epb;
@@ -430,7 +433,7 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 	if (ret)
 		goto out;
 	for (j = 0; j < te; j++)
-		q2_put_be64(be + j * 8, nt[j]);
+		q2_put_be64(be + j * 8, j < nmem ? nt[j] : 0);
 	ret = q2_meta_write(img, be, te * 8, (a + k) << img->cluster_bits,
 			    "refcount table");
 	if (!ret)
@@ -451,6 +454,7 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 	img->rt = nt;
 	nt = NULL;
 	img->rt_entries = (u32)te;
+	img->rt_mem = (u32)nmem;
 	q2_store(&img->reftable_offset, (a + k) << img->cluster_bits);
 	q2_store(&img->reftable_clusters, (u32)tc);
 	q2_note_alloc(img, end << img->cluster_bits);
@@ -460,6 +464,25 @@ out:
 	q2_free(nt);
 	q2_free(be);
 	return ret;
+}
+
+/* Hold table entry @bi in memory (below rt_entries), zero if new. */
+static int q2_rt_reserve(struct q2_image *img, u64 bi)
+{
+	u64 n, *nt;
+
+	if (bi < img->rt_mem)
+		return 0;
+	n = q2_min64(img->rt_entries, (bi + Q2_RT_MEM_STEP) / Q2_RT_MEM_STEP *
+				      Q2_RT_MEM_STEP);
+	nt = q2_zalloc(n * 8);
+	if (!nt)
+		return -ENOMEM;
+	memcpy(nt, img->rt, (size_t)img->rt_mem * 8);
+	q2_free(img->rt);
+	img->rt = nt;
+	img->rt_mem = (u32)n;
+	return 0;
 }
 
 /*
@@ -483,12 +506,16 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 	if (ret)
 		return ret;
 	bb = b >> img->rb_bits;
-	if (bb != bi && !(bb < img->rt_entries && img->rt[bb])) {
+	if (bb != bi && !q2_rt_block(img, bb)) {
 		/* That cluster is not covered either: cover its range first. */
 		bi = bb;
 		if (bi >= img->rt_entries)
 			return q2_grow_reftable(img, bi);
 	}
+	/* Before any change, so that running out of memory leaves none. */
+	ret = q2_rt_reserve(img, bi);
+	if (ret)
+		return ret;
 	boff = b << img->cluster_bits;
 	if (bb != bi) {
 		ret = q2_refcount_add(img, b, 1, &rc);
@@ -540,7 +567,7 @@ int q2_alloc_clusters(struct q2_image *img, u32 want, bool exact, u64 *off,
 		again = false;
 		for (bi = first >> img->rb_bits;
 		     bi <= (first + n - 1) >> img->rb_bits; bi++) {
-			if (bi < img->rt_entries && img->rt[bi])
+			if (q2_rt_block(img, bi))
 				continue;
 			ret = q2_new_refblock(img, bi);
 			if (ret)
