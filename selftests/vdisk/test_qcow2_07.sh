@@ -27,7 +27,6 @@ per_device() {
 	done
 	after=$(kernel_kib)
 	detach --all
-	VD_DEVICES=()
 	per_dev=$(( (after - before) / $# ))
 }
 
@@ -66,7 +65,6 @@ make_pattern "$VD_DIR/pattern" $((24 << 20)) 7
 attach "$VD_DIR/small.qcow2"
 run dd if="$VD_DIR/pattern" of="$DEV" bs=1M oflag=direct status=none
 detach "$DEV"
-VD_DEVICES=()
 run qemu-img check -q "$VD_DIR/small.qcow2"
 run qemu-img convert -O raw "$VD_DIR/small.qcow2" "$VD_DIR/small.raw"
 cmp -n $((24 << 20)) "$VD_DIR/pattern" "$VD_DIR/small.raw" ||

@@ -715,20 +715,19 @@ static int q2_probe_refcount(struct q2_open_ctx *ctx, struct q2_rc_probe *p,
 {
 	struct q2_image *img = ctx->img;
 	u64 ci = host >> img->cluster_bits;
-	u64 bi = ci >> img->rb_bits;
+	u64 blk = q2_rt_block(img, ci >> img->rb_bits);
 	int ret;
 
 	*rc = 0;
-	if (!q2_rt_block(img, bi))
+	if (!blk)
 		return 0;
-	if (p->blk_off != img->rt[bi]) {
+	if (p->blk_off != blk) {
 		p->blk_off = 0;
-		ret = img->ops->pread(img->file, p->blk, img->cluster_size,
-				      img->rt[bi]);
+		ret = img->ops->pread(img->file, p->blk, img->cluster_size, blk);
 		if (ret)
 			return q2_fail(ctx, ret, "cannot read refcount block at 0x%llx",
-				       img->rt[bi]);
-		p->blk_off = img->rt[bi];
+				       blk);
+		p->blk_off = blk;
 	}
 	*rc = q2_rc_get(p->blk, img->refcount_order,
 			ci & ((1ULL << img->rb_bits) - 1));
@@ -802,9 +801,7 @@ static int q2_load_reftable(struct q2_open_ctx *ctx, u64 bytes)
 			goto out;
 		}
 	}
-	img->rt_mem = (u32)q2_min64(img->rt_entries,
-				    (used + Q2_RT_MEM_STEP - 1) / Q2_RT_MEM_STEP *
-				    Q2_RT_MEM_STEP);
+	img->rt_mem = (u32)q2_rt_held(used, img->rt_entries);
 	img->rt = q2_alloc((size_t)q2_max64(img->rt_mem, 1) * 8);
 	if (!img->rt) {
 		img->rt_mem = 0;

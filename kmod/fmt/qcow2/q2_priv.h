@@ -318,12 +318,6 @@ static inline bool q2_ranges_overlap(u64 a, u64 alen, u64 b, u64 blen)
 	return alen && blen && a < b + blen && b < a + alen;
 }
 
-/* Offset of the refcount block for range @bi; 0 where there is none. */
-static inline u64 q2_rt_block(const struct q2_image *img, u64 bi)
-{
-	return bi < img->rt_mem ? img->rt[bi] : 0;
-}
-
 static inline u64 q2_max64(u64 a, u64 b)
 {
 	return a > b ? a : b;
@@ -332,6 +326,20 @@ static inline u64 q2_max64(u64 a, u64 b)
 static inline u64 q2_min64(u64 a, u64 b)
 {
 	return a < b ? a : b;
+}
+
+/* Offset of the refcount block for range @bi; 0 where there is none. */
+static inline u64 q2_rt_block(const struct q2_image *img, u64 bi)
+{
+	return bi < img->rt_mem ? img->rt[bi] : 0;
+}
+
+/* Entries to hold (rt_mem) so that the first @need are: whole steps of
+ * Q2_RT_MEM_STEP, at most the @entries of the table on disk. */
+static inline u64 q2_rt_held(u64 need, u64 entries)
+{
+	return q2_min64(entries, (need + Q2_RT_MEM_STEP - 1) / Q2_RT_MEM_STEP *
+				 Q2_RT_MEM_STEP);
 }
 
 /*

@@ -181,14 +181,14 @@ static u64 q2_rb_index(const struct q2_image *img, u64 ci)
 /* Refcount of host cluster @ci: 0 where no block covers it. */
 int q2_refcount(struct q2_image *img, u64 ci, u64 *rc)
 {
-	u64 bi = ci >> img->rb_bits;
+	u64 blk = q2_rt_block(img, ci >> img->rb_bits);
 	struct q2_rb_slot *s;
 	int ret;
 
 	*rc = 0;
-	if (!q2_rt_block(img, bi))
+	if (!blk)
 		return 0;
-	ret = q2_rb_get(img, q2_rt_block(img, bi), false, &s);
+	ret = q2_rb_get(img, blk, false, &s);
 	if (ret)
 		return ret;
 	*rc = q2_rc_get(s->data, img->refcount_order, q2_rb_index(img, ci));
@@ -199,16 +199,16 @@ int q2_refcount(struct q2_image *img, u64 ci, u64 *rc)
 /* Add @delta (+1 or -1) to the refcount of @ci; its block must exist. */
 int q2_refcount_add(struct q2_image *img, u64 ci, int delta, u64 *rc)
 {
-	u64 bi = ci >> img->rb_bits, v;
+	u64 blk = q2_rt_block(img, ci >> img->rb_bits), v;
 	struct q2_rb_slot *s;
 	int ret;
 
-	if (!q2_rt_block(img, bi)) {
+	if (!blk) {
 		q2_log(img, "cluster 0x%llx has no refcount block",
 		       ci << img->cluster_bits);
 		return -EIO;
 	}
-	ret = q2_rb_get(img, q2_rt_block(img, bi), false, &s);
+	ret = q2_rb_get(img, blk, false, &s);
 	if (ret)
 		return ret;
 	v = q2_rc_get(s->data, img->refcount_order, q2_rb_index(img, ci));
@@ -303,7 +303,7 @@ static int q2_find_free(struct q2_image *img, u32 want, bool exact,
 
 	*lowest = ~0ULL;
 	while (run < want) {
-		u64 bi = ci >> img->rb_bits, rc = 0, next = ci + 1;
+		u64 bi = ci >> img->rb_bits, rc = 0, next = ci + 1, blk;
 
 		if (ci >= max_ci) {
 			ret = -ENOSPC;
@@ -314,8 +314,9 @@ static int q2_find_free(struct q2_image *img, u32 want, bool exact,
 				q2_rb_put(s);
 			s = NULL;
 			cur_bi = bi;
-			if (q2_rt_block(img, bi)) {
-				ret = q2_rb_get(img, q2_rt_block(img, bi), false, &s);
+			blk = q2_rt_block(img, bi);
+			if (blk) {
+				ret = q2_rb_get(img, blk, false, &s);
 				if (ret)
 					break;
 			}
@@ -406,8 +407,7 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 		return -ENOSPC;
 
 	/* In memory, the new table up to its new blocks (see rt_mem). */
-	nmem = q2_min64(te, (bi + k + Q2_RT_MEM_STEP - 1) / Q2_RT_MEM_STEP *
-			    Q2_RT_MEM_STEP);
+	nmem = q2_rt_held(bi + k, te);
 	nt = q2_zalloc(nmem * 8);
 	be = q2_alloc(te * 8);
 	if (!nt || !be) {
@@ -473,8 +473,7 @@ static int q2_rt_reserve(struct q2_image *img, u64 bi)
 
 	if (bi < img->rt_mem)
 		return 0;
-	n = q2_min64(img->rt_entries, (bi + Q2_RT_MEM_STEP) / Q2_RT_MEM_STEP *
-				      Q2_RT_MEM_STEP);
+	n = q2_rt_held(bi + 1, img->rt_entries);
 	nt = q2_zalloc(n * 8);
 	if (!nt)
 		return -ENOMEM;
