@@ -176,6 +176,7 @@ enum base {
 	B_BITMAP,	/* a persistent bitmap: autoclear bit set */
 	B_LAZY,		/* lazy_refcounts=on */
 	B_NEARFULL,	/* prefill_kib written: near the refcount coverage */
+	B_PAST4G,	/* data past 4 GiB of file: run_past_4g() */
 };
 
 struct shape {
@@ -1146,6 +1147,80 @@ static int run_crash(const struct shape *s, u64 seed)
 	return fail_msg[0] ? -1 : 0;
 }
 
+/*
+ * Host offsets past 4 GiB, without writing gigabytes: an image whose
+ * first @mib MiB are preallocated (metadata only, so the file is sparse)
+ * and whose virtual size is then doubled.  Writes in place above 4 GiB of
+ * file, and allocating writes that grow the file and so make the close
+ * trim its unused tail (q2_trim_tail(): a 32-bit mask there once punched
+ * everything from the allocation end modulo 4 GiB to the end of the
+ * file).  After the close, qemu-img check must be clean and every write
+ * must read back through qemu-io (which fails on a pattern mismatch).
+ */
+static int run_past_4g(const struct shape *s)
+{
+	u64 mib = s->mib, cs = s->cs, vsize = 2 * (mib << 20);
+	u64 offs[] = { 0, (mib << 20) - cs, (mib << 20) + 3 * cs,
+		       vsize - 2 * cs };
+	struct q2u_chain c = { 0 };
+	struct q2_image *img;
+	char err[256];
+	u8 *buf = malloc(cs);
+	unsigned int i;
+	int ret, fd;
+
+	if (!buf || sh("qemu-img create -q -f qcow2 -o cluster_size=%llu,preallocation=metadata "
+		       "top.qcow2 %lluM", (unsigned long long)cs, (unsigned long long)mib) ||
+	    sh("qemu-img resize -q top.qcow2 %llu", (unsigned long long)vsize)) {
+		failf("making the image failed");
+		free(buf);
+		return -1;
+	}
+	ret = q2u_chain_open_flags(&c, "top.qcow2", NULL, 0, NULL, 0, Q2_OPEN_WRITE,
+				   err, sizeof(err));
+	if (ret) {
+		failf("open: %s", err);
+		free(buf);
+		return -1;
+	}
+	img = c.layers[0].img;
+	fd = c.files[0].fd;
+	for (i = 0; i < sizeof(offs) / sizeof(offs[0]) && !ret; i++) {
+		struct q2_write pw;
+
+		memset(buf, 0x40 + (int)i, cs);
+		ret = q2_write_begin(img, &c.chain, offs[i], cs, &pw);
+		if (ret)
+			break;
+		ret = pw.len != cs ? -ERANGE : pwrite_all(fd, buf, cs, pw.host_off);
+		if (!ret && i == 1 && pw.host_off < (4ULL << 30))
+			ret = -EDOM;	/* the image does not reach past 4 GiB */
+		ret = q2_write_commit(img, &pw, ret);
+	}
+	if (ret)
+		failf("write #%u: %d", i, ret);
+	i = (unsigned int)q2u_chain_close_clean(&c);
+	if (!ret && i)
+		failf("close: %d", (int)i);
+	free(buf);
+	if (fail_msg[0])
+		return -1;
+	if (sh("qemu-img check -q top.qcow2")) {
+		failf("qemu-img check is not clean after the close");
+		sh("qemu-img check top.qcow2 >check.out 2>&1; true");
+		return -1;
+	}
+	for (i = 0; i < sizeof(offs) / sizeof(offs[0]); i++)
+		if (sh("qemu-io -f qcow2 -c 'read -P %u %llu %llu' top.qcow2 >/dev/null",
+		       0x40 + i, (unsigned long long)offs[i],
+		       (unsigned long long)cs)) {
+			failf("write #%u at %llu does not read back", i,
+			      (unsigned long long)offs[i]);
+			return -1;
+		}
+	return 0;
+}
+
 /* ---- the cases ---------------------------------------------------------- */
 
 #define KIB(x)	((x) * 1024U)
@@ -1190,6 +1265,7 @@ static const struct shape shapes[] = {
 	S("resize with L1 growth", 512, 16, 3, false, B_PLAIN, 1, 4, 3, 400, KIB(8) ),
 	S("resize 64k", 65536, 16, 3, false, B_PLAIN, 16, 48, 3, 300, KIB(256) ),
 	S("resize v2", 4096, 16, 2, false, B_PLAIN, 2, 64, 2, 200, KIB(32) ),
+	S("host offsets past 4 GiB", 65536, 16, 3, false, B_PAST4G, 4160, 0, 1, 4, KIB(64) ),
 	/* Crash consistency: single-threaded, recorded. */
 	S("crash v3 64k", 65536, 16, 3, false, B_PLAIN, 4, 0, 1, 120, KIB(160), .crash = true, .crash_points = 14 ),
 	S("crash v2 4k", 4096, 16, 2, false, B_PLAIN, 2, 0, 1, 120, KIB(24), .crash = true, .crash_points = 14 ),
@@ -1274,6 +1350,8 @@ int main(int argc, char **argv)
 			ret = make_image(s) || sh("cp top.qcow2 top.qcow2.orig");
 			if (!ret)
 				ret = run_crash(s, base_seed * 7919 + i);
+		} else if (s->base == B_PAST4G) {
+			ret = run_past_4g(s);
 		} else {
 			ret = run_workload(s, base_seed * 7919 + i);
 		}

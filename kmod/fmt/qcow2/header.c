@@ -875,8 +875,7 @@ static int q2_open_write(struct q2_open_ctx *ctx)
 		return ret;
 
 	img->alloc_end = img->file_size;
-	img->zero_from = (img->file_size + img->cluster_size - 1) &
-			 ~(u64)(img->cluster_size - 1);
+	img->zero_from = q2_cluster_ceil(img, img->file_size);
 	img->barrier = a->barrier;
 	img->barrier_ctx = a->barrier_ctx;
 	q2_mutex_init(&img->meta);

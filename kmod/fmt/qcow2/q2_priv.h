@@ -305,12 +305,21 @@ int q2_sync_locked(struct q2_image *img);
 Q2_PRINTF(2, 3)
 void q2_log(const struct q2_image *img, const char *fmt, ...);
 
+/*
+ * @bytes rounded up to a whole cluster.  The mask must be 64 bits wide:
+ * ~(cluster_size - 1) on the u32 alone is zero-extended and clears every
+ * bit above 4 GiB (q2_trim_tail() once punched from the allocation end
+ * modulo 4 GiB to the end of the file this way).
+ */
+static inline u64 q2_cluster_ceil(const struct q2_image *img, u64 bytes)
+{
+	return (bytes + img->cluster_size - 1) & ~((u64)img->cluster_size - 1);
+}
+
 /* Bytes of the clusters an L1 table of @entries occupies. */
 static inline u64 q2_l1_span(const struct q2_image *img, u32 entries)
 {
-	u64 bytes = (u64)entries * 8;
-
-	return (bytes + img->cluster_size - 1) & ~(u64)(img->cluster_size - 1);
+	return q2_cluster_ceil(img, (u64)entries * 8);
 }
 
 static inline bool q2_ranges_overlap(u64 a, u64 alen, u64 b, u64 blen)

@@ -529,7 +529,7 @@ static void q2_trim_tail(struct q2_image *img)
 	u64 from = q2_max64(q2_load(&img->alloc_end), img->grown_from);
 	u64 fsize = q2_load(&img->file_size);
 
-	from = (from + img->cluster_size - 1) & ~(img->cluster_size - 1);
+	from = q2_cluster_ceil(img, from);
 	if (img->grown_from && from < fsize)
 		q2_punch(img, from, fsize - from);
 }
