@@ -649,7 +649,7 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 	 * what the page cache holds before direct I/O bypasses it.
 	 */
 	blk_mq_freeze_queue(vd->disk->queue);
-	ret = vfs_fsync(vd->image.file, 0);
+	ret = vdisk_file_fsync(vd->image.file, 0);
 	if (!ret) {
 		WRITE_ONCE(vd->cache, mode);
 		vdisk_drop_page_cache(vd);

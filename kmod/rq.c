@@ -590,7 +590,7 @@ void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos,
 		vdisk_rq_finish(rq, ret);
 		return;
 	case REQ_OP_FLUSH:
-		ret = vfs_fsync(file, 0);
+		ret = vdisk_file_fsync(file, 0);
 		break;
 	case REQ_OP_DISCARD:
 	case REQ_OP_WRITE_ZEROES:

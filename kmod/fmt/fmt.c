@@ -2,6 +2,7 @@
 /* The table of image formats the module knows. */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/pagemap.h>
 #include <linux/stat.h>
 
 #include "../vdisk.h"
@@ -109,4 +110,23 @@ u32 vdisk_file_dio_align(struct file *file, u32 *mem_align)
 	else
 		bdev = inode->i_sb->s_bdev;
 	return bdev ? bdev_logical_block_size(bdev) : 0;
+}
+
+/*
+ * fsync @file; on failure, drop its clean cached pages.  A write-back that
+ * fails leaves the pages it could not write in the page cache, clean and
+ * up to date: every buffered reader then sees data that is not on disk
+ * (qemu-img check repairing a qcow2 image whose L2 table write failed
+ * judged an L2 table the disk did not have, and the next attach, which
+ * drops the cache, lost the clusters it mapped), until the pages are
+ * evicted and the disk's older contents appear.  Dropped, every later
+ * reader sees what the disk holds.  Best effort: pages in use stay.
+ */
+int vdisk_file_fsync(struct file *file, int datasync)
+{
+	int ret = vfs_fsync(file, datasync);
+
+	if (ret)
+		invalidate_mapping_pages(file->f_mapping, 0, -1);
+	return ret;
 }

@@ -108,7 +108,7 @@ static int vdisk_q2_pwrite(void *opaque, const void *buf, size_t len, u64 off)
 
 static int vdisk_q2_flush(void *opaque)
 {
-	return vfs_fsync(opaque, 1);
+	return vdisk_file_fsync(opaque, 1);
 }
 
 static int vdisk_q2_punch(void *opaque, u64 off, u64 len)
