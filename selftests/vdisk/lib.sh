@@ -28,6 +28,22 @@ mkdir -p "$VD_DIR"
 
 log() { echo "# $*"; }
 
+# Kernel-independent variants (image shapes of the qcow2 core) are split
+# among the kernels of one `make check` (VD_SHARD=i/n from run_tests.sh
+# --shard): every kernel runs the device paths, together they run every
+# shape.  The full profile and a plain run take every variant.
+VD_SHARD=${VD_SHARD:-0/1}
+vd_variant=0
+# mine NAME: true if this run takes the next variant; logs the others.
+mine() {
+	local i=${VD_SHARD%/*} n=${VD_SHARD#*/} k=$vd_variant
+	vd_variant=$((vd_variant + 1))
+	[ "${VD_PROFILE:-quick}" = full ] && return 0
+	[ $((k % n)) -eq "$i" ] && return 0
+	log "$1: left to the other kernels of this run (shard $VD_SHARD)"
+	return 1
+}
+
 fail() {
 	echo "# FAIL: $*"
 	exit $KSFT_FAIL

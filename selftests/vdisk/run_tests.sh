@@ -3,7 +3,10 @@
 #
 # Run the vdisk selftests inside a guest and print KTAP.
 #
-#   run_tests.sh [--profile quick|full] [TEST...]
+#   run_tests.sh [--profile quick|full] [--shard I/N] [TEST...]
+#
+# --shard I/N: this kernel is the I-th of N in one run; tests split their
+# kernel-independent variants among them (lib.sh, mine).
 #
 # Installs the vdisk.ko built for the running kernel into /lib/modules
 # (the guest's root is a writable overlay) so that `modprobe vdisk` and the
@@ -20,6 +23,7 @@ tests=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--profile) profile=$2; shift 2 ;;
+	--shard) export VD_SHARD=$2; shift 2 ;;
 	*) tests+=("$1"); shift ;;
 	esac
 done

@@ -72,6 +72,7 @@ for opts in refcount_bits=1 refcount_bits=64 cluster_size=512 \
 	    cluster_size=2M compat=0.10 extended_l2=on \
 	    extended_l2=on,cluster_size=2M lazy_refcounts=on; do
 	name=shape-${opts//[=,]/-}
+	mine "$name" || continue
 	q qemu-img create -q -f qcow2 -o "$opts" "$name.qcow2" $small
 	q qemu-io -c "write -P 0x44 100k 300k" -c "write -P 0x45 3M 2M" "$name.qcow2"
 	[ "$opts" = refcount_bits=1 ] || q qemu-img snapshot -c s "$name.qcow2"
