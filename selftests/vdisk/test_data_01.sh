@@ -26,4 +26,17 @@ for cache in none writeback writethrough; do
 	assert_eq "$got" "hello vdisk" "$cache: unaligned write"
 	detach "$DEV"
 done
+
+# A write through the device updates the image file's modification time,
+# also a depth-1 direct write, which is issued inline from queue_rq and
+# updates the times there (a journal transaction in ext4).
+img=$VD_DIR/none.img
+attach --cache none "$img"
+for i in 1 2 3; do
+	touch -m -d '2001-02-03 04:05:06' "$img"
+	run dd if=/dev/urandom of="$DEV" bs=4096 count=1 seek=$((i * 7)) oflag=direct status=none
+	year=$(date -d "@$(stat -c %Y "$img")" +%Y)
+	[ "$year" -ge 2024 ] || fail "write $i left the image's mtime in $year"
+done
+detach "$DEV"
 exit 0
