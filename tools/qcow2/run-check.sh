@@ -18,7 +18,8 @@ echo "1..5"
 
 # sub NAME KTAP|DIAG COMMAND...: run, indent its output as a subtest.
 sub() {
-	local name=$1 kind=$2 out rc t0=$SECONDS
+	# SUB_T0: when a subtest that ran in the background started.
+	local name=$1 kind=$2 out rc t0=${SUB_T0:-$SECONDS}
 	shift 2
 	n=$((n + 1))
 	if [ "$kind" = KTAP ]; then
@@ -41,6 +42,7 @@ sub() {
 
 # The fuzz smoke run is 30 s of wall time on one core: it runs beside the
 # other subtests, which mostly wait for qemu-img on the other.
+smoke_t0=$SECONDS
 make -s --no-print-directory fuzz-smoke >"$smoke_out" 2>&1 &
 smoke_pid=$!
 smoke_result() {
@@ -54,6 +56,6 @@ sub fuzz-regress KTAP ./fuzz_replay corpus-regress
 sub oracle KTAP ./oracle.sh
 wait "$smoke_pid"
 smoke_rc=$?
-sub fuzz-smoke DIAG smoke_result
+SUB_T0=$smoke_t0 sub fuzz-smoke DIAG smoke_result
 echo "# qcow2 check: $((n - failed)) passed, $failed failed"
 exit $((failed > 0))
