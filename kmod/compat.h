@@ -34,6 +34,7 @@ struct vdisk_queue_cfg {
 	unsigned int max_write_zeroes_sectors;
 	bool write_cache;
 	bool fua;
+	bool stable_writes;
 };
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
@@ -51,11 +52,13 @@ static inline void vdisk_cfg_to_limits(const struct vdisk_queue_cfg *cfg,
 	lim->discard_granularity = cfg->discard_granularity;
 	lim->max_write_zeroes_sectors = cfg->max_write_zeroes_sectors;
 	lim->features &= ~(BLK_FEAT_WRITE_CACHE | BLK_FEAT_FUA |
-			   BLK_FEAT_ROTATIONAL);
+			   BLK_FEAT_ROTATIONAL | BLK_FEAT_STABLE_WRITES);
 	if (cfg->write_cache)
 		lim->features |= BLK_FEAT_WRITE_CACHE;
 	if (cfg->fua)
 		lim->features |= BLK_FEAT_FUA;
+	if (cfg->stable_writes)
+		lim->features |= BLK_FEAT_STABLE_WRITES;
 }
 
 static inline struct gendisk *
@@ -96,6 +99,10 @@ static inline int vdisk_compat_update_queue(struct gendisk *disk,
 	blk_queue_max_write_zeroes_sectors(q, cfg->max_write_zeroes_sectors);
 	blk_queue_write_cache(q, cfg->write_cache, cfg->fua);
 	blk_queue_flag_set(QUEUE_FLAG_NONROT, q);
+	if (cfg->stable_writes)
+		blk_queue_flag_set(QUEUE_FLAG_STABLE_WRITES, q);
+	else
+		blk_queue_flag_clear(QUEUE_FLAG_STABLE_WRITES, q);
 	return 0;
 }
 

@@ -130,7 +130,7 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 	cfg->max_segments = VDISK_MAX_SEGMENTS;
 	cfg->dma_alignment = SECTOR_SIZE - 1;
 	if (vd->cache == VDISK_CACHE_NONE) {
-		vdisk_file_dio_align(file, &mem_align);
+		vdisk_file_dio_align(file, &mem_align, NULL);
 		cfg->dma_alignment = max_t(u32, mem_align, SECTOR_SIZE) - 1;
 	}
 
@@ -149,6 +149,16 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 		}
 		cfg->max_write_zeroes_sectors = UINT_MAX >> SECTOR_SHIFT;
 	}
+
+	/*
+	 * Where direct I/O may go to a file system that did not say it takes
+	 * it (btrfs), keep pages still while they are written: 6.1's btrfs
+	 * sums a direct write's data, then writes it, and a page changed in
+	 * between reads back as a checksum error.  Set for the device's life, not the
+	 * cache mode's, because a file system mounted on it takes the setting
+	 * only at mount, and the cache mode can change after.
+	 */
+	cfg->stable_writes = vd->dio_guessed;
 
 	/* Write-through syncs every write itself: no cache to flush. */
 	cfg->write_cache = vd->cache != VDISK_CACHE_WRITETHROUGH;
@@ -177,8 +187,10 @@ static int vdisk_pick_cache(struct vdisk_device *vd, enum vdisk_cache want,
 {
 	bool dio = vdisk_dio_possible(vd);
 
+	/* Direct I/O by default only where the file system vouches for it. */
 	if (want == VDISK_CACHE_DEFAULT) {
-		*mode = dio ? VDISK_CACHE_NONE : VDISK_CACHE_WRITEBACK;
+		*mode = dio && !vd->dio_guessed ? VDISK_CACHE_NONE :
+						  VDISK_CACHE_WRITEBACK;
 		return 0;
 	}
 	if (want == VDISK_CACHE_NONE && !dio) {
@@ -340,7 +352,8 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	if (!vd->image.writable)
 		vd->flags |= VDISK_FLAG_READ_ONLY;
 
-	vd->dio_align = vdisk_file_dio_align(vd->image.file, &mem_align);
+	vd->dio_align = vdisk_file_dio_align(vd->image.file, &mem_align,
+					     &vd->dio_guessed);
 	ret = vdisk_pick_cache(vd, cfg->cache, &vd->cache, extack);
 	if (ret)
 		goto out_close;

@@ -88,14 +88,22 @@ int vdisk_file_check(struct file *file, const char *what,
 /*
  * Direct I/O offset alignment of @file, or 0 when it cannot do direct I/O
  * at all.  @mem_align receives the buffer alignment it needs.
+ *
+ * A file system that neither reports its alignment (STATX_DIOALIGN) nor
+ * sits on one block device to take it from (btrfs, which spans several;
+ * NFS, 9p, FUSE) may still take direct I/O: then, like loop, assume the
+ * 512-byte sector and set *@guessed (when not NULL).  btrfs itself falls
+ * back to buffered I/O for a request it cannot take directly.
  */
-u32 vdisk_file_dio_align(struct file *file, u32 *mem_align)
+u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed)
 {
 	struct inode *inode = file->f_mapping->host;
 	struct block_device *bdev = NULL;
 	struct kstat st = { };
 
 	*mem_align = SECTOR_SIZE;
+	if (guessed)
+		*guessed = false;
 	if (!(file->f_mode & FMODE_CAN_ODIRECT))
 		return 0;
 	if (!vfs_getattr(&file->f_path, &st, STATX_DIOALIGN,
@@ -109,7 +117,11 @@ u32 vdisk_file_dio_align(struct file *file, u32 *mem_align)
 		bdev = I_BDEV(inode);
 	else
 		bdev = inode->i_sb->s_bdev;
-	return bdev ? bdev_logical_block_size(bdev) : 0;
+	if (bdev)
+		return bdev_logical_block_size(bdev);
+	if (guessed)
+		*guessed = true;
+	return SECTOR_SIZE;
 }
 
 /*

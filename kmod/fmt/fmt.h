@@ -90,7 +90,7 @@ const struct vdisk_format_ops *vdisk_format_probe(struct file *file,
 
 int vdisk_file_check(struct file *file, const char *what,
 		     struct netlink_ext_ack *extack);
-u32 vdisk_file_dio_align(struct file *file, u32 *mem_align);
+u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed);
 int vdisk_file_fsync(struct file *file, int datasync);
 
 /* Bytes in the file or block device behind @file. */

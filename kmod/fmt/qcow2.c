@@ -196,7 +196,7 @@ static int vdisk_q2_grow(void *opaque, u64 from, u64 size, bool fill)
 	ret = vfs_fallocate(file, 0, from, size - from);
 	if (ret)
 		return ret;
-	if (fill && vdisk_file_dio_align(file, &mem_align) &&
+	if (fill && vdisk_file_dio_align(file, &mem_align, NULL) &&
 	    IS_ALIGNED(from | size, PAGE_SIZE))
 		vdisk_q2_write_zeros(file, from, size - from, true);
 	return 0;
@@ -388,7 +388,7 @@ static int vdisk_q2_add_lower(struct vdisk_q2 *q, unsigned int i,
 		return -ENOMEM;
 	q->layers[i].path = b->path;
 	vdisk_q2_set_identity(&q->layers[i], b->file);
-	q->dio_align[i] = vdisk_file_dio_align(b->file, &mem_align);
+	q->dio_align[i] = vdisk_file_dio_align(b->file, &mem_align, NULL);
 
 	/* The kernel trusts its own probe, not the caller's claim. */
 	format = vdisk_q2_is_qcow2(b->file) ? VDISK_FORMAT_QCOW2 :
@@ -445,7 +445,7 @@ static int vdisk_q2_open(struct vdisk_image *img,
 	q->files[0] = img->file;
 	q->layers[0].path = img->path;
 	vdisk_q2_set_identity(&q->layers[0], img->file);
-	q->dio_align[0] = vdisk_file_dio_align(img->file, &mem_align);
+	q->dio_align[0] = vdisk_file_dio_align(img->file, &mem_align, NULL);
 	ret = vdisk_q2_open_layer(q, 0, cfg->snapshot, cfg->cache_size,
 				  cfg->name[0] ? cfg->name : NULL,
 				  img->writable && !cfg->snapshot, extack);

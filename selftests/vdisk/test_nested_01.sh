@@ -69,10 +69,10 @@ exercise() {
 		detach "$DEV"
 		vd_umount "$mnt"
 
-		# Writes go inline only while the file's times are current,
-		# so the first of a run goes to the worker: overwrite the
-		# written blocks of the second half, one at a time, crossing
-		# leaves whose extents are not cached.
+		# Overwrite the written blocks of the second half, one at a
+		# time, crossing leaves whose extents are not cached (inline
+		# too when the write must update the file's times, since
+		# 2026-12-06).
 		vd_mount "$bdev" "$mnt"
 		attach --cache none "$img"
 		timeout 60 python3 - "$DEV" $((nblk / 2)) $nblk <<'PY' ||
