@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Userspace side of the qcow2 core's environment: libc, pthreads, zlib and
- * libzstd (see shim_user.c).
+ * libzstd (see shim_user.c and shim_user_decomp.c).
  */
 #ifndef Q2_SHIM_USER_H
 #define Q2_SHIM_USER_H
