@@ -154,9 +154,9 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 	 * Where direct I/O may go to a file system that did not say it takes
 	 * it (btrfs), keep pages still while they are written: 6.1's btrfs
 	 * sums a direct write's data, then writes it, and a page changed in
-	 * between reads back as a checksum error.  Set for the device's life, not the
-	 * cache mode's, because a file system mounted on it takes the setting
-	 * only at mount, and the cache mode can change after.
+	 * between reads back as a checksum error.  Set for the device's
+	 * life, not the cache mode's, because a file system mounted on it
+	 * takes the setting only at mount, and the cache mode can change.
 	 */
 	cfg->stable_writes = vd->dio_guessed;
 
