@@ -178,7 +178,7 @@ static void vdisk_drop_page_cache(struct vdisk_device *vd)
 	if (vd->cache != VDISK_CACHE_NONE)
 		return;
 	filemap_write_and_wait(mapping);
-	invalidate_mapping_pages(mapping, 0, -1);
+	vdisk_file_drop_clean_pages(vd->image.file);
 }
 
 static int vdisk_pick_cache(struct vdisk_device *vd, enum vdisk_cache want,

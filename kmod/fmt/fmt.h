@@ -92,6 +92,7 @@ int vdisk_file_check(struct file *file, const char *what,
 		     struct netlink_ext_ack *extack);
 u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed);
 int vdisk_file_fsync(struct file *file, int datasync);
+void vdisk_file_drop_clean_pages(struct file *file);
 
 /* Bytes in the file or block device behind @file. */
 static inline u64 vdisk_file_size(struct file *file)
