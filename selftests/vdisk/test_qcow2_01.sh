@@ -47,7 +47,7 @@ python3 - <<'PY'
 import random
 r = random.Random(7)
 with open("src.raw", "wb") as f:
-    for i in range(12):
+    for i in range(6):
         if i % 3 == 0:
             f.write(bytes(1 << 20))                       # zeros
         elif i % 3 == 1:

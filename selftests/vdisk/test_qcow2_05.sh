@@ -56,7 +56,7 @@ fio_check overlay top.qcow2
 assert_eq "$(cat base.raw mid.qcow2 | sha256sum)" "$low" "backing layers unchanged"
 
 # compressed clusters are rewritten to new ones
-make_pattern seed.raw $((16 << 20)) 5
+make_pattern seed.raw $((8 << 20)) 5
 q qemu-img convert -c -O qcow2 seed.raw comp.qcow2
 fio_check compressed comp.qcow2
 

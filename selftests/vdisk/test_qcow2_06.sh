@@ -28,9 +28,11 @@ udevadm settle 2>/dev/null
 [ -b "${DEV}p1" ] || fail "${DEV}p1 missing after sfdisk"
 q mkfs.ext4 -q -E nodiscard "${DEV}p1"
 vd_mount "${DEV}p1" mnt
+# Three of its trees (270 files; the whole of it, 900 files over the
+# guest's 9p root, took 10 s).
 src=/usr/share/zoneinfo
 mkdir -p mnt/tree
-cp -a "$src/." mnt/tree/ || fail "copying $src"
+cp -a "$src/America" "$src/Asia" "$src/Europe" mnt/tree/ || fail "copying $src"
 (cd mnt/tree && find . -type f -print0 | sort -z | xargs -0 sha256sum) >sums || fail "checksums"
 files=$(wc -l <sums)
 vd_umount mnt
