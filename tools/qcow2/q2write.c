@@ -1372,8 +1372,16 @@ int main(int argc, char **argv)
 	}
 	if (chdir(cwd))
 		return 1;
-	if (!failed && !keep)
-		rmdir(tmpdir);
+	if (!failed && !keep) {
+		char log[sizeof(tmpdir) + 16];
+
+		/* The log of the "rm -rf caseNN" commands run from tmpdir. */
+		snprintf(log, sizeof(log), "%s/cmd.log", tmpdir);
+		unlink(log);
+		if (rmdir(tmpdir))
+			fprintf(stderr, "# q2write: could not remove %s: %s\n",
+				tmpdir, strerror(errno));
+	}
 	fprintf(stderr, "# q2write: %u passed, %u failed\n", n - failed, failed);
 	return failed ? 1 : 0;
 }
