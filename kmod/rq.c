@@ -768,9 +768,24 @@ static void vdisk_hctx_to_writer(struct vdisk_hctx *vq, struct vdisk_io *io)
  * The batch worker: starts each listed request inline, or as
  * vdisk_batch_how() says.
  */
+/* The first request of one of the queue's lists, taken off it; NULL if empty. */
+static struct vdisk_io *vdisk_hctx_pop(struct vdisk_hctx *vq,
+				       struct list_head *list)
+{
+	struct vdisk_io *io;
+
+	spin_lock_irq(&vq->lock);
+	io = list_first_entry_or_null(list, struct vdisk_io, node);
+	if (io)
+		list_del_init(&io->node);
+	spin_unlock_irq(&vq->lock);
+	return io;
+}
+
 static void vdisk_hctx_work(struct work_struct *work)
 {
 	struct vdisk_hctx *vq = container_of(work, struct vdisk_hctx, work);
+	struct vdisk_io *io;
 	struct blk_plug plug;
 
 	/*
@@ -782,15 +797,10 @@ static void vdisk_hctx_work(struct work_struct *work)
 	 * nothing the worker may wait for depends on them.
 	 */
 	blk_start_plug(&plug);
-	spin_lock_irq(&vq->lock);
-	while (!list_empty(&vq->list)) {
-		struct vdisk_io *io = list_first_entry(&vq->list,
-						       struct vdisk_io, node);
+	while ((io = vdisk_hctx_pop(vq, &vq->list))) {
 		struct request *rq = vdisk_io_rq(io);
 		struct vdisk_device *vd = rq->q->queuedata;
 
-		list_del_init(&io->node);
-		spin_unlock_irq(&vq->lock);
 		io->batched = true;
 		if (!vdisk_try_inline(vd, rq)) {
 			switch (vdisk_batch_how(vd, rq)) {
@@ -805,9 +815,7 @@ static void vdisk_hctx_work(struct work_struct *work)
 			}
 		}
 		cond_resched();
-		spin_lock_irq(&vq->lock);
 	}
-	spin_unlock_irq(&vq->lock);
 	blk_finish_plug(&plug);
 }
 
@@ -819,21 +827,14 @@ static void vdisk_hctx_work(struct work_struct *work)
 static void vdisk_hctx_write_work(struct work_struct *work)
 {
 	struct vdisk_hctx *vq = container_of(work, struct vdisk_hctx, wwork);
+	struct vdisk_io *io;
 	struct blk_plug plug;
 
 	blk_start_plug(&plug);
-	spin_lock_irq(&vq->lock);
-	while (!list_empty(&vq->wlist)) {
-		struct vdisk_io *io = list_first_entry(&vq->wlist,
-						       struct vdisk_io, node);
-
-		list_del_init(&io->node);
-		spin_unlock_irq(&vq->lock);
+	while ((io = vdisk_hctx_pop(vq, &vq->wlist))) {
 		vdisk_io_work(&io->work);
 		cond_resched();
-		spin_lock_irq(&vq->lock);
 	}
-	spin_unlock_irq(&vq->lock);
 	blk_finish_plug(&plug);
 }
 
