@@ -237,6 +237,32 @@ static void vdisk_q2_epoch_exit(struct vdisk_q2 *q, unsigned long token)
 		wake_up_all(&q->epoch_wait);
 }
 
+/* The request's writes have all landed or it ends: it leaves its epoch. */
+static void vdisk_q2_epoch_leave(struct vdisk_q2 *q, struct request *rq)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+
+	if (io->fmt_token) {
+		vdisk_q2_epoch_exit(q, io->fmt_token);
+		io->fmt_token = 0;
+	}
+}
+
+/*
+ * A write request that flushes before it completes (write-through mode, a
+ * FUA write, a write-through discard) does so once its own writes have
+ * landed, and leaves its epoch first: the flush may wait in the barrier
+ * for every request of that epoch, and that would include itself (the
+ * flush applies the drops the request queued; with clusters freed, it
+ * waits before they are reused).  It also must not hold an epoch while it
+ * waits for the flush lock, which a flush waiting in the barrier holds.
+ */
+static int vdisk_q2_flush_landed(struct vdisk_q2 *q, struct request *rq)
+{
+	vdisk_q2_epoch_leave(q, rq);
+	return q2_flush(q->layers[0].img);
+}
+
 static bool vdisk_q2_epoch_drained(struct vdisk_q2 *q, unsigned long e)
 {
 	bool done;
@@ -250,8 +276,9 @@ static bool vdisk_q2_epoch_drained(struct vdisk_q2 *q, unsigned long e)
 /*
  * Called by q2_flush() before freed clusters may be reused: wait for every
  * write request that started before now.  Such a request never waits for
- * the flush (the core calls this without its locks, and planning never
- * takes the flush lock), so this terminates.
+ * the flush (the core calls this without its locks, planning never takes
+ * the flush lock, and a request that flushes itself leaves its epoch
+ * first: vdisk_q2_flush_landed()), so this terminates.
  */
 static void vdisk_q2_barrier(void *ctx)
 {
@@ -682,7 +709,8 @@ static int vdisk_q2_write(struct vdisk_device *vd, struct vdisk_q2 *q,
 	kfree(a);
 	if (ret)
 		return ret;
-	return sync ? q2_flush(qi) : 0;
+	/* In sync mode every piece above was written synchronously. */
+	return sync ? vdisk_q2_flush_landed(q, rq) : 0;
 }
 
 /*
@@ -742,7 +770,8 @@ static int vdisk_q2_zero(struct vdisk_device *vd, struct vdisk_q2 *q,
 			return ret;
 		pos = stop;
 	}
-	return vdisk_q2_sync_write(vd, rq) ? q2_flush(qi) : 0;
+	/* Metadata and zero data above were all written synchronously. */
+	return vdisk_q2_sync_write(vd, rq) ? vdisk_q2_flush_landed(q, rq) : 0;
 }
 
 static void vdisk_q2_queue(struct vdisk_device *vd, struct request *rq)
@@ -836,12 +865,7 @@ static bool vdisk_q2_queue_nowait(struct vdisk_device *vd, struct request *rq)
 
 static void vdisk_q2_end_request(struct vdisk_device *vd, struct request *rq)
 {
-	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
-
-	if (io->fmt_token) {
-		vdisk_q2_epoch_exit(vd->image.priv, io->fmt_token);
-		io->fmt_token = 0;
-	}
+	vdisk_q2_epoch_leave(vd->image.priv, rq);
 }
 
 /* Grow the virtual size; the device core has frozen the queue. */

@@ -189,6 +189,29 @@ with open(path, "wb") as f:
 EOF
 }
 
+# Data that compresses (each 4 KiB: 256 random bytes, then one byte
+# repeated), so that `qemu-img convert -c` really stores compressed
+# clusters (it stores incompressible ones as plain data):
+# make_compressible FILE BYTES SEED
+make_compressible() {
+	python3 - "$1" "$2" "$3" <<'EOF'
+import random, sys
+path, size, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+r = random.Random(seed)
+with open(path, "wb") as f:
+    for _ in range(size // 4096):
+        f.write(r.randbytes(256) + bytes([r.randrange(256)]) * 3840)
+EOF
+}
+
+# The qcow2 image $1 holds compressed clusters (qemu-img check's summary).
+assert_compressed() {
+	local out
+	out=$(qemu-img check "$1" 2>&1)
+	grep -Eq '([1-9][0-9]*\.[0-9]+|0\.[0-9]*[1-9][0-9]*)% compressed clusters' <<<"$out" ||
+		fail "$1 holds no compressed clusters: $(grep compressed <<<"$out")"
+}
+
 # Field $2 of device $1 from `vdiskctl list --json`.
 vd_json_field() {
 	"$VDISKCTL" list --json "$1" | python3 -c '

@@ -56,8 +56,9 @@ fio_check overlay top.qcow2
 assert_eq "$(cat base.raw mid.qcow2 | sha256sum)" "$low" "backing layers unchanged"
 
 # compressed clusters are rewritten to new ones
-make_pattern seed.raw $((8 << 20)) 5
+make_compressible seed.raw $((8 << 20)) 5
 q qemu-img convert -c -O qcow2 seed.raw comp.qcow2
+assert_compressed comp.qcow2
 fio_check compressed comp.qcow2
 
 # More L2 tables than cache slots (4 KiB clusters: a table maps 2 MiB, and
