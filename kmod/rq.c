@@ -344,9 +344,7 @@ int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
 	iov_iter_truncate(&iter, len);
 	iov_iter_advance(&io->iter, len);
 	while (iov_iter_count(&iter)) {
-		init_sync_kiocb(&kiocb, file);
-		kiocb.ki_flags &= ~IOCB_DIRECT;
-		kiocb.ki_pos = pos;
+		vdisk_sync_kiocb(&kiocb, file, pos);
 		kiocb.ki_ioprio = req_get_ioprio(rq);
 		if (READ_ONCE(vd->cache) == VDISK_CACHE_NONE && dio_align &&
 		    IS_ALIGNED(pos | iov_iter_count(&iter), dio_align))

@@ -83,6 +83,12 @@ int vdisk_file_check(struct file *file, const char *what,
 		vdisk_nl_err(extack, "%s descriptor is not open for reading", what);
 		return -EBADF;
 	}
+	/* Writes through it would all land at the end of the file. */
+	if ((file->f_mode & FMODE_WRITE) && (file->f_flags & O_APPEND)) {
+		vdisk_nl_err(extack, "%s descriptor is open for appending (O_APPEND); open it without",
+			     what);
+		return -EINVAL;
+	}
 	return 0;
 }
 

@@ -94,6 +94,21 @@ u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed);
 int vdisk_file_fsync(struct file *file, int datasync);
 void vdisk_file_drop_clean_pages(struct file *file);
 
+/*
+ * A synchronous kiocb on @file at @pos, buffered unless the caller sets
+ * IOCB_DIRECT.  It leaves out the descriptor's O_APPEND, so that a write
+ * lands where it is aimed, as the asynchronous path's kiocbs (built from
+ * scratch) do: attach refuses writable O_APPEND descriptors, and this
+ * covers an fcntl() that sets it later on the shared file.
+ */
+static inline void vdisk_sync_kiocb(struct kiocb *kiocb, struct file *file,
+				    loff_t pos)
+{
+	init_sync_kiocb(kiocb, file);
+	kiocb->ki_flags &= ~(IOCB_DIRECT | IOCB_APPEND);
+	kiocb->ki_pos = pos;
+}
+
 /* Bytes in the file or block device behind @file. */
 static inline u64 vdisk_file_size(struct file *file)
 {

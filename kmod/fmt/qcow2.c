@@ -73,9 +73,7 @@ static int vdisk_q2_rw(struct file *file, void *buf, size_t len, u64 off,
 		kv.iov_len = len;
 		iov_iter_kvec(&iter, write ? ITER_SOURCE : ITER_DEST, &kv, 1,
 			      len);
-		init_sync_kiocb(&kiocb, file);
-		kiocb.ki_flags &= ~IOCB_DIRECT;
-		kiocb.ki_pos = off;
+		vdisk_sync_kiocb(&kiocb, file, off);
 		if (write)
 			ret = vfs_iocb_iter_write(file, &kiocb, &iter);
 		else
@@ -158,11 +156,9 @@ static int vdisk_q2_write_zeros(struct file *file, u64 off, u64 len,
 		size_t chunk = min_t(u64, len, (u64)nr * PAGE_SIZE);
 
 		iov_iter_bvec(&iter, ITER_SOURCE, bv, nr, chunk);
-		init_sync_kiocb(&kiocb, file);
-		kiocb.ki_flags &= ~IOCB_DIRECT;
+		vdisk_sync_kiocb(&kiocb, file, off);
 		if (direct)
 			kiocb.ki_flags |= IOCB_DIRECT;
-		kiocb.ki_pos = off;
 		n = vfs_iocb_iter_write(file, &kiocb, &iter);
 		if (n <= 0) {
 			if (!n)

@@ -53,6 +53,14 @@ expect_fail "not attached" g get INDEX=77
 expect_fail "open file descriptor" g add FD=1000
 expect_fail "not a regular file" g add FD=3 3</dev/null
 expect_fail "not open for reading" g add FD=3 3>>"$img"
+# Read-write but appending: every write would land at the end of the file.
+expect_fail "open for appending" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_APPEND)
+if fd != 3:
+    os.dup2(fd, 3)
+os.set_inheritable(3, True)
+os.execvp("python3", ["python3", sys.argv[2], "add", "FD=3"])' "$img" "$VD_GENL"
 
 # Nothing was left half-attached by any of the above.
 assert_eq "$(ls -d /sys/block/vdisk* 2>/dev/null | wc -l)" 0 "devices after bad input"
