@@ -94,4 +94,35 @@ n=$("$VDISKCTL" list --json | python3 -c 'import json,sys; print(len(json.load(s
 assert_eq "$n" 16 "layers listed"
 detach "$DEV"
 expect_fail "deeper|16" "$VDISKCTL" attach l17.qcow2
+
+# A backing layer on a disk of 4 KiB sectors under a top layer on 512-byte
+# sectors.  The device's queue promises the top layer's direct I/O
+# alignment (buffers and pieces in 512-byte multiples), so that layer is
+# read buffered; read directly, its file system refused the pieces of a
+# read in pieces of 512 bytes and 7.5 KiB (XFS: EINVAL, an I/O error;
+# ext4 falls back to buffered reads by itself).  Two buffers, so that the
+# block layer cannot merge the pieces into whole pages.
+cd "$VD_DIR"
+truncate -s 512M 4kn.disk
+modprobe loop 2>/dev/null
+modprobe xfs 2>/dev/null
+lo=$(losetup --sector-size 4096 -f --show 4kn.disk) || fail "losetup --sector-size 4096"
+at_exit losetup -d "$lo"
+q mkfs.xfs -q -f "$lo"
+vd_mount "$lo" "$VD_DIR/4kn"
+q qemu-img create -q -f qcow2 4kn/base.qcow2 8M
+q qemu-io -c "write -P 0x66 0 8M" 4kn/base.qcow2
+q qemu-img create -q -f qcow2 -b "$VD_DIR/4kn/base.qcow2" -F qcow2 top4k.qcow2 8M
+attach --cache none top4k.qcow2
+python3 - "$DEV" <<'PY' || fail "direct read through a backing layer on 4 KiB sectors, in 512-byte pieces"
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+a, b = mmap.mmap(-1, 4096), mmap.mmap(-1, 2 * 4096)
+va, vb = memoryview(a)[:512], memoryview(b)[:7680]
+n = os.preadv(fd, [va, vb], 4096)
+assert n == 8192, n
+assert bytes(va) + bytes(vb) == b"\x66" * 8192, "wrong data"
+PY
+detach "$DEV"
+q umount "$VD_DIR/4kn"
 exit 0
