@@ -499,9 +499,12 @@ static int q2_extend_to(struct q2_image *img, u64 ce)
 #define Q2_GROW_CHUNK	(4ULL << 20)
 #define Q2_GROW_MAX	(32ULL << 20)
 
-static void q2_grow_ahead(struct q2_image *img, u64 hend, bool partial)
+static void q2_grow_ahead(struct q2_image *img, u64 hcl, u64 hend,
+			 bool partial)
 {
 	u64 fsize = q2_load(&img->file_size), to, chunk = Q2_GROW_CHUNK;
+	u64 fill_from = q2_max64(fsize, hcl);
+	bool fill;
 
 	if (hend <= fsize || !img->ops->grow)
 		return;
@@ -513,7 +516,21 @@ static void q2_grow_ahead(struct q2_image *img, u64 hend, bool partial)
 	while (chunk < Q2_GROW_MAX && chunk * 8 <= fsize)
 		chunk <<= 1;
 	to = (hend + chunk - 1) & ~(chunk - 1);
-	if (img->ops->grow(img->file, fsize, to, partial))
+	/*
+	 * Zeros go only over this plan's clusters and the space past them,
+	 * and only when nothing was allocated past this plan.  What lies
+	 * between the old end of the file and the plan is already written:
+	 * metadata (which does not move file_size: a new refcount block at
+	 * the start of the range it covers, an L2 table) or another plan's
+	 * data.  Zeroing it (as until 2026-12-07) wiped a refcount block
+	 * the refcount table already named on disk, until the next flush
+	 * wrote it again.  The space itself is allocated either way.
+	 */
+	fill = partial && q2_load(&img->alloc_end) == hend;
+	if (fill && fill_from > fsize &&
+	    img->ops->grow(img->file, fsize, fill_from, false))
+		return;
+	if (img->ops->grow(img->file, fill ? fill_from : fsize, to, fill))
 		return;
 	if (!img->grown_from)
 		img->grown_from = fsize;
@@ -631,7 +648,7 @@ again:
 	}
 	w->commit = true;
 	if (kind == Q2W_NEW)
-		q2_grow_ahead(img, w->host_cl + ((u64)n << cb),
+		q2_grow_ahead(img, w->host_cl, w->host_cl + ((u64)n << cb),
 			      (off & (img->cluster_size - 1)) ||
 			      (w->len & (img->cluster_size - 1)));
 	fp->fsize = q2_load(&img->file_size);
