@@ -10,6 +10,7 @@
 #include <linux/idr.h>
 #include <linux/module.h>
 #include <linux/pagemap.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/stat.h>
 
@@ -575,12 +576,31 @@ int vdisk_dev_refresh_size(struct vdisk_device *vd,
 	return ret;
 }
 
+/*
+ * Freeze the queue for a change under no request.  What runs frozen
+ * (fsync, the format's metadata writes, queue limits) must not reclaim
+ * memory through I/O to this device, which would wait for the unfreeze:
+ * NOIO, as the block layer's own sysfs stores do.
+ */
+static unsigned int vdisk_dev_freeze(struct vdisk_device *vd)
+{
+	blk_mq_freeze_queue(vd->disk->queue);
+	return memalloc_noio_save();
+}
+
+static void vdisk_dev_unfreeze(struct vdisk_device *vd, unsigned int noio)
+{
+	memalloc_noio_restore(noio);
+	blk_mq_unfreeze_queue(vd->disk->queue);
+}
+
 /* Change the virtual size of a format that stores it (qcow2). */
 int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 		     struct netlink_ext_ack *extack)
 {
 	struct vdisk_image *img = &vd->image;
 	int ret;
+	unsigned int noio;
 
 	lockdep_assert_held(&vdisk_devices_lock);
 	if (!img->ops->resize) {
@@ -599,9 +619,9 @@ int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 	}
 	mutex_lock(&vd->lock);
 	/* The format's metadata changes under no request. */
-	blk_mq_freeze_queue(vd->disk->queue);
+	noio = vdisk_dev_freeze(vd);
 	ret = img->ops->resize(img, size, extack);
-	blk_mq_unfreeze_queue(vd->disk->queue);
+	vdisk_dev_unfreeze(vd, noio);
 	if (!ret)
 		set_capacity_and_notify(vd->disk, img->size >> SECTOR_SHIFT);
 	mutex_unlock(&vd->lock);
@@ -613,6 +633,7 @@ int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 {
 	struct vdisk_queue_cfg qcfg;
 	int ret = 0;
+	unsigned int noio;
 
 	lockdep_assert_held(&vdisk_devices_lock);
 	if (!ro && !vd->image.writable) {
@@ -622,12 +643,12 @@ int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 	mutex_lock(&vd->lock);
 	if (ro != vdisk_dev_read_only(vd)) {
 		/* Frozen: no write is in flight while the mode changes. */
-		blk_mq_freeze_queue(vd->disk->queue);
+		noio = vdisk_dev_freeze(vd);
 		WRITE_ONCE(vd->flags, ro ? vd->flags | VDISK_FLAG_READ_ONLY :
 				       vd->flags & ~VDISK_FLAG_READ_ONLY);
 		vdisk_queue_cfg(vd, &qcfg);
 		ret = vdisk_compat_update_queue(vd->disk, &qcfg);
-		blk_mq_unfreeze_queue(vd->disk->queue);
+		vdisk_dev_unfreeze(vd, noio);
 		set_disk_ro(vd->disk, ro);
 	}
 	mutex_unlock(&vd->lock);
@@ -650,6 +671,7 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 	struct vdisk_queue_cfg qcfg;
 	enum vdisk_cache mode;
 	int ret;
+	unsigned int noio;
 
 	lockdep_assert_held(&vdisk_devices_lock);
 	mutex_lock(&vd->lock);
@@ -661,7 +683,7 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 	 * Drain the queue so no request runs in the old mode, and write back
 	 * what the page cache holds before direct I/O bypasses it.
 	 */
-	blk_mq_freeze_queue(vd->disk->queue);
+	noio = vdisk_dev_freeze(vd);
 	ret = vdisk_file_fsync(vd->image.file, 0);
 	if (!ret) {
 		WRITE_ONCE(vd->cache, mode);
@@ -669,7 +691,7 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 		vdisk_queue_cfg(vd, &qcfg);
 		ret = vdisk_compat_update_queue(vd->disk, &qcfg);
 	}
-	blk_mq_unfreeze_queue(vd->disk->queue);
+	vdisk_dev_unfreeze(vd, noio);
 out_unlock:
 	mutex_unlock(&vd->lock);
 	return ret;

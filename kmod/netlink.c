@@ -367,7 +367,8 @@ static bool vdisk_name_valid(const char *name)
 	    strspn(name + plen, "0123456789") == strlen(name + plen))
 		return false;
 	for (p = name; *p; p++)
-		if (!isalnum(*p) && !strchr("._-:", *p))
+		/* isalnum() takes Latin-1 letters too. */
+		if (!(isascii(*p) && isalnum(*p)) && !strchr("._-:", *p))
 			return false;
 	return true;
 }

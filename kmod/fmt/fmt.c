@@ -34,12 +34,17 @@ const struct vdisk_format_ops *vdisk_format_probe(struct file *file,
 						  u64 offset,
 						  struct netlink_ext_ack *extack)
 {
-	loff_t pos = offset;
 	u8 head[16] = { };
+	struct kvec kv = { .iov_base = head, .iov_len = sizeof(head) };
+	struct iov_iter iter;
+	struct kiocb kiocb;
 	ssize_t n;
 	int i;
 
-	n = kernel_read(file, head, sizeof(head), &pos);
+	/* Buffered whatever the descriptor says: 16 bytes cannot go direct. */
+	iov_iter_kvec(&iter, ITER_DEST, &kv, 1, sizeof(head));
+	vdisk_sync_kiocb(&kiocb, file, offset);
+	n = vfs_iocb_iter_read(file, &kiocb, &iter);
 	if (n < 0) {
 		vdisk_nl_err(extack, "cannot read the image to probe its format (%zd)",
 			     n);

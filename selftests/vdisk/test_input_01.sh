@@ -61,6 +61,18 @@ if fd != 3:
     os.dup2(fd, 3)
 os.set_inheritable(3, True)
 os.execvp("python3", ["python3", sys.argv[2], "add", "FD=3"])' "$img" "$VD_GENL"
+# A Latin-1 letter in a name (the kernel's isalnum() takes it).
+expect_fail "letters, digits" python3 -c '
+import os, sys
+sys.path.insert(0, os.path.dirname(sys.argv[2]))
+import vdisk_genl as g
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    g.Genl().cmd("ADD", g.enc("FD", fd) + g.nla(g.C["VDISK_ATTR_NAME"], b"caf\xe9\0"))
+except g.NetlinkError as e:
+    print("error:", e.msg)
+    sys.exit(1)
+print("attached")' "$img" "$VD_GENL"
 
 # Nothing was left half-attached by any of the above.
 assert_eq "$(ls -d /sys/block/vdisk* 2>/dev/null | wc -l)" 0 "devices after bad input"

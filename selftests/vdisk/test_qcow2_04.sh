@@ -124,5 +124,21 @@ assert n == 8192, n
 assert bytes(va) + bytes(vb) == b"\x66" * 8192, "wrong data"
 PY
 detach "$DEV"
+# The format probe reads 16 bytes: buffered, even through an O_DIRECT
+# descriptor (XFS refuses so small a direct read).
+python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+if fd != 3:
+    os.dup2(fd, 3)
+os.set_inheritable(3, True)
+os.execvp("python3", ["python3", sys.argv[2], "add", "FD=3",
+                      "PATH=" + os.path.abspath(sys.argv[1])])' 4kn/base.qcow2 "$VD_GENL" >genl.out 2>&1 ||
+	fail "attach through an O_DIRECT descriptor on XFS: $(cat genl.out)"
+idx=$(grep -o "'INDEX': [0-9]*" genl.out | grep -o "[0-9]*$")
+[ -n "$idx" ] || fail "no INDEX in the reply: $(head -c 300 genl.out)"
+VD_DEVICES+=("/dev/vdisk$idx")
+assert_eq "$(vd_json_field "/dev/vdisk$idx" format)" qcow2 "format probed through an O_DIRECT descriptor"
+detach "/dev/vdisk$idx"
 q umount "$VD_DIR/4kn"
 exit 0
