@@ -55,17 +55,22 @@ low=$(cat base.raw mid.qcow2 | sha256sum)
 fio_check overlay top.qcow2
 assert_eq "$(cat base.raw mid.qcow2 | sha256sum)" "$low" "backing layers unchanged"
 
-# compressed clusters are rewritten to new ones
-make_compressible seed.raw $((8 << 20)) 5
-q qemu-img convert -c -O qcow2 seed.raw comp.qcow2
-assert_compressed comp.qcow2
-fio_check compressed comp.qcow2
+# compressed clusters are rewritten to new ones (kernel-independent, like
+# the shapes below: split among the kernels of one run)
+if mine compressed; then
+	make_compressible seed.raw $((8 << 20)) 5
+	q qemu-img convert -c -O qcow2 seed.raw comp.qcow2
+	assert_compressed comp.qcow2
+	fio_check compressed comp.qcow2
+fi
 
 # More L2 tables than cache slots (4 KiB clusters: a table maps 2 MiB, and
 # a 16 KiB cache holds 4 of the 16): writes evict dirty tables, and a
 # table that is not cached makes room by writing the dirty ones back.
-q qemu-img create -q -f qcow2 -o cluster_size=4096 smallcache.qcow2 32M
-fio_check small-l2-cache smallcache.qcow2 --cache-size 16K
+if mine small-l2-cache; then
+	q qemu-img create -q -f qcow2 -o cluster_size=4096 smallcache.qcow2 32M
+	fio_check small-l2-cache smallcache.qcow2 --cache-size 16K
+fi
 
 small=$((8 << 20))
 [ "$VD_PROFILE" = full ] && small=$((64 << 20))
