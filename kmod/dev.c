@@ -110,6 +110,24 @@ static bool vdisk_dio_possible(struct vdisk_device *vd)
 	       !(vd->sector_size % align) && !(vd->image.offset % align);
 }
 
+/*
+ * Can discard and write-zeroes go to the file as fallocate()?  A block
+ * device takes only ranges aligned to its logical block size (EINVAL):
+ * a device of smaller sectors, or an offset inside a block, would send it
+ * others.  Without, the block layer writes zeros itself (BLKZEROOUT) and
+ * refuses discards (EOPNOTSUPP) before they reach vdisk.
+ */
+static bool vdisk_zeroing_aligned(struct vdisk_device *vd)
+{
+	struct inode *inode = vd->image.file->f_mapping->host;
+	u32 lbs;
+
+	if (!S_ISBLK(inode->i_mode))
+		return true;
+	lbs = bdev_logical_block_size(I_BDEV(inode));
+	return !(vd->sector_size % lbs) && !(vd->image.offset % lbs);
+}
+
 static void vdisk_queue_cfg(struct vdisk_device *vd,
 			    struct vdisk_queue_cfg *cfg)
 {
@@ -132,12 +150,30 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 	cfg->dma_alignment = SECTOR_SIZE - 1;
 	if (vd->cache == VDISK_CACHE_NONE) {
 		vdisk_file_dio_align(file, &mem_align, NULL);
+		/*
+		 * The file system under a direct request wants every piece
+		 * of it a multiple of its alignment, not only the whole
+		 * (iomap: bdev_iter_is_aligned()).  Pieces end at page
+		 * boundaries, so buffers aligned to it give such pieces: a
+		 * 4 KiB-sector device on a 4 KiB-sector disk took a buffer
+		 * at 512 bytes into a page and failed with EIO (EINVAL from
+		 * the file system); now the device refuses it (EINVAL), as
+		 * a disk that needs aligned buffers does.
+		 */
+		if (vdisk_dio_possible(vd))
+			mem_align = max(mem_align, vd->dio_align);
 		cfg->dma_alignment = max_t(u32, mem_align, SECTOR_SIZE) - 1;
 	}
 
-	if (!vdisk_dev_read_only(vd) && file->f_op->fallocate) {
+	if (!vdisk_dev_read_only(vd) && file->f_op->fallocate &&
+	    vdisk_zeroing_aligned(vd)) {
+		/*
+		 * A hole punched in a block device is a write-zeroes that
+		 * may unmap, with no fallback: only a disk that takes
+		 * write-zeroes can discard under vdisk (as under loop).
+		 */
 		bool discard = S_ISREG(inode->i_mode) ||
-			       bdev_max_discard_sectors(I_BDEV(inode));
+			       bdev_write_zeroes_sectors(I_BDEV(inode));
 
 		if (discard) {
 			cfg->max_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
@@ -243,6 +279,8 @@ static int vdisk_image_open(struct vdisk_device *vd, struct vdisk_config *cfg,
 
 	img->file = get_file(cfg->file);
 	img->ops = ops;
+	img->probed_raw = cfg->format == VDISK_FORMAT_AUTO &&
+			  ops->format == VDISK_FORMAT_RAW;
 	img->offset = cfg->offset;
 	img->sizelimit = cfg->sizelimit;
 	img->writable = (cfg->file->f_mode & FMODE_WRITE) &&

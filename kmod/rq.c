@@ -567,6 +567,14 @@ static int vdisk_rq_fallocate(struct request *rq, struct file *file,
 		mode |= FALLOC_FL_ZERO_RANGE;
 	else
 		mode |= FALLOC_FL_PUNCH_HOLE;
+	/*
+	 * A block device punches only with the disk's write-zeroes (no
+	 * fallback); ZERO_RANGE falls back to writing zeros.
+	 */
+	if (req_op(rq) == REQ_OP_WRITE_ZEROES &&
+	    S_ISBLK(file_inode(file)->i_mode) &&
+	    !bdev_write_zeroes_sectors(I_BDEV(file->f_mapping->host)))
+		mode = FALLOC_FL_KEEP_SIZE | FALLOC_FL_ZERO_RANGE;
 
 	ret = vfs_fallocate(file, mode, pos, len);
 	if (ret == -EOPNOTSUPP && (mode & FALLOC_FL_ZERO_RANGE)) {
@@ -582,6 +590,7 @@ static int vdisk_rq_fallocate(struct request *rq, struct file *file,
 void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos,
 		      u32 dio_align)
 {
+	struct vdisk_device *vd = rq->q->queuedata;
 	int ret;
 
 	switch (req_op(rq)) {
@@ -599,6 +608,14 @@ void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos,
 	case REQ_OP_DISCARD:
 	case REQ_OP_WRITE_ZEROES:
 		ret = vdisk_rq_fallocate(rq, file, pos);
+		/*
+		 * Write-through has no cache for the guest to flush, so the
+		 * zeros must be durable now, like its writes (IOCB_DSYNC);
+		 * the file system keeps the extent change in its journal
+		 * until the next commit otherwise.
+		 */
+		if (!ret && READ_ONCE(vd->cache) == VDISK_CACHE_WRITETHROUGH)
+			ret = vdisk_file_fsync(file, 1);
 		break;
 	default:
 		ret = -EOPNOTSUPP;
@@ -836,6 +853,32 @@ static void vdisk_hctx_write_work(struct work_struct *work)
 	blk_finish_plug(&plug);
 }
 
+/*
+ * The format whose magic write @rq, to the first sector, puts at the start
+ * of the image (raw: none).  A raw image whose format was detected must
+ * not get another format's magic: the next attach with format "auto"
+ * (vdiskctl's and vdisktab's default) would take the guest's bytes for a
+ * header, and open the backing file they name (/etc/shadow) as a layer of
+ * the guest's disk.  That is QEMU's CVE-2008-2004, and vdisk refuses the
+ * write as QEMU does.  An explicit format allows it.
+ */
+static const struct vdisk_format_ops *vdisk_write_magic(struct request *rq)
+{
+	u8 head[VDISK_MAGIC_MAX];
+	struct req_iterator it;
+	struct bio_vec bv;
+	size_t got = 0;
+
+	rq_for_each_segment(bv, rq, it) {
+		bv.bv_len = min_t(size_t, bv.bv_len, sizeof(head) - got);
+		memcpy_from_bvec(head + got, &bv);
+		got += bv.bv_len;
+		if (got == sizeof(head))
+			break;
+	}
+	return vdisk_format_match(head, got);
+}
+
 static blk_status_t vdisk_queue_rq(struct blk_mq_hw_ctx *hctx,
 				   const struct blk_mq_queue_data *bd)
 {
@@ -844,6 +887,16 @@ static blk_status_t vdisk_queue_rq(struct blk_mq_hw_ctx *hctx,
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	struct vdisk_device *vd = rq->q->queuedata;
 
+	if (unlikely(vd->image.probed_raw) && !blk_rq_pos(rq) &&
+	    req_op(rq) == REQ_OP_WRITE) {
+		const struct vdisk_format_ops *ops = vdisk_write_magic(rq);
+
+		if (ops != &vdisk_raw_ops) {
+			pr_warn_ratelimited("%s: refused a write that would make the raw image read as %s at the next attach; attach it with an explicit format (raw) to allow it\n",
+					    vd->disk->disk_name, ops->name);
+			return BLK_STS_IOERR;
+		}
+	}
 	blk_mq_start_request(rq);
 	io->batched = false;
 	if (vdisk_batch(vd, vq, rq)) {

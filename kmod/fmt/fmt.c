@@ -26,6 +26,21 @@ const struct vdisk_format_ops *vdisk_format_get(enum vdisk_format format)
 	return vdisk_formats[format];
 }
 
+/* The format whose magic @head (@len bytes of an image's start) carries. */
+const struct vdisk_format_ops *vdisk_format_match(const u8 *head, size_t len)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(vdisk_formats); i++) {
+		const struct vdisk_format_ops *ops = vdisk_formats[i];
+
+		if (ops && ops->magic_len && len >= ops->magic_len &&
+		    !memcmp(head, ops->magic, ops->magic_len))
+			return ops;
+	}
+	return &vdisk_raw_ops;
+}
+
 /*
  * Pick the format of the image at @offset of @file: the first format whose
  * magic matches, else raw.
@@ -34,30 +49,17 @@ const struct vdisk_format_ops *vdisk_format_probe(struct file *file,
 						  u64 offset,
 						  struct netlink_ext_ack *extack)
 {
-	u8 head[16] = { };
-	struct kvec kv = { .iov_base = head, .iov_len = sizeof(head) };
-	struct iov_iter iter;
-	struct kiocb kiocb;
+	u8 head[VDISK_MAGIC_MAX] = { };
 	ssize_t n;
-	int i;
 
 	/* Buffered whatever the descriptor says: 16 bytes cannot go direct. */
-	iov_iter_kvec(&iter, ITER_DEST, &kv, 1, sizeof(head));
-	vdisk_sync_kiocb(&kiocb, file, offset);
-	n = vfs_iocb_iter_read(file, &kiocb, &iter);
+	n = vdisk_file_kvec_rw(file, head, sizeof(head), offset, false);
 	if (n < 0) {
 		vdisk_nl_err(extack, "cannot read the image to probe its format (%zd)",
 			     n);
 		return ERR_PTR(n);
 	}
-	for (i = 0; i < ARRAY_SIZE(vdisk_formats); i++) {
-		const struct vdisk_format_ops *ops = vdisk_formats[i];
-
-		if (ops && ops->magic_len && n >= ops->magic_len &&
-		    !memcmp(head, ops->magic, ops->magic_len))
-			return ops;
-	}
-	return &vdisk_raw_ops;
+	return vdisk_format_match(head, n);
 }
 
 const char *vdisk_format_name(enum vdisk_format format)
@@ -98,6 +100,39 @@ int vdisk_file_check(struct file *file, const char *what,
 }
 
 /*
+ * Read or write @len bytes at @off of @file from or into @buf, buffered
+ * whatever the descriptor's flags (O_DIRECT would refuse small, unaligned
+ * pieces): the bytes done, fewer only when a read reaches the end of the
+ * file, or -errno.
+ */
+ssize_t vdisk_file_kvec_rw(struct file *file, void *buf, size_t len, u64 off,
+			   bool write)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		struct kvec kv = { .iov_base = buf + done, .iov_len = len - done };
+		struct iov_iter iter;
+		struct kiocb kiocb;
+		ssize_t ret;
+
+		iov_iter_kvec(&iter, write ? ITER_SOURCE : ITER_DEST, &kv, 1,
+			      kv.iov_len);
+		vdisk_sync_kiocb(&kiocb, file, off + done);
+		if (write)
+			ret = vfs_iocb_iter_write(file, &kiocb, &iter);
+		else
+			ret = vfs_iocb_iter_read(file, &kiocb, &iter);
+		if (ret < 0)
+			return ret;
+		if (ret == 0)
+			return write ? -EIO : done;
+		done += ret;
+	}
+	return done;
+}
+
+/*
  * Direct I/O offset alignment of @file, or 0 when it cannot do direct I/O
  * at all.  @mem_align receives the buffer alignment it needs.
  *
@@ -129,8 +164,11 @@ u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed)
 		bdev = I_BDEV(inode);
 	else
 		bdev = inode->i_sb->s_bdev;
-	if (bdev)
+	if (bdev) {
+		/* As 6.12's statx of a block device reports it; 6.1's does not. */
+		*mem_align = max_t(u32, bdev_dma_alignment(bdev) + 1, SECTOR_SIZE);
 		return bdev_logical_block_size(bdev);
+	}
 	if (guessed)
 		*guessed = true;
 	return SECTOR_SIZE;

@@ -31,18 +31,26 @@ struct vdisk_image {
 	u64 sizelimit;			/* raw: 0 = to the end of the file */
 	u64 size;			/* bytes exposed, sector aligned */
 	bool writable;			/* the file was opened for writing */
+	/*
+	 * Attached as "auto" and found raw: a write must not give the image
+	 * another format's magic, or the next attach would read a header the
+	 * guest wrote, and open the backing file it names (vdisk_queue_rq()).
+	 */
+	bool probed_raw;
 	struct vdisk_image *backing;	/* next layer down, or NULL */
 	const char *snapshot;		/* attached snapshot, or NULL */
 	u64 cache_size;			/* metadata cache budget in bytes */
 	u32 discard_granularity;	/* 0: the file's block size */
 };
 
+#define VDISK_MAGIC_MAX	16
+
 /**
  * struct vdisk_format_ops - one image format
  * @format: the uapi format number
  * @name: as shown by sysfs, list and info
  * @magic: bytes every image of this format starts with (none for raw)
- * @magic_len: length of @magic
+ * @magic_len: length of @magic, at most %VDISK_MAGIC_MAX
  * @open: parse and validate the image (and the backing layers and snapshot
  *	in @cfg, if the format has them), set @img->size; every failure sets
  *	an extack message and leaves nothing allocated.
@@ -84,12 +92,15 @@ extern const struct vdisk_format_ops vdisk_qcow2_ops;
 
 const struct vdisk_format_ops *vdisk_format_get(enum vdisk_format format);
 const char *vdisk_format_name(enum vdisk_format format);
+const struct vdisk_format_ops *vdisk_format_match(const u8 *head, size_t len);
 const struct vdisk_format_ops *vdisk_format_probe(struct file *file,
 						  u64 offset,
 						  struct netlink_ext_ack *extack);
 
 int vdisk_file_check(struct file *file, const char *what,
 		     struct netlink_ext_ack *extack);
+ssize_t vdisk_file_kvec_rw(struct file *file, void *buf, size_t len, u64 off,
+			   bool write);
 u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed);
 int vdisk_file_fsync(struct file *file, int datasync);
 void vdisk_file_drop_clean_pages(struct file *file);

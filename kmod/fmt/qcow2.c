@@ -63,30 +63,11 @@ static const u8 vdisk_q2_magic[] = { 'Q', 'F', 'I', 0xfb };
 static int vdisk_q2_rw(struct file *file, void *buf, size_t len, u64 off,
 		       bool write)
 {
-	struct kvec kv;
-	struct iov_iter iter;
-	struct kiocb kiocb;
-	ssize_t ret;
+	ssize_t ret = vdisk_file_kvec_rw(file, buf, len, off, write);
 
-	while (len) {
-		kv.iov_base = buf;
-		kv.iov_len = len;
-		iov_iter_kvec(&iter, write ? ITER_SOURCE : ITER_DEST, &kv, 1,
-			      len);
-		vdisk_sync_kiocb(&kiocb, file, off);
-		if (write)
-			ret = vfs_iocb_iter_write(file, &kiocb, &iter);
-		else
-			ret = vfs_iocb_iter_read(file, &kiocb, &iter);
-		if (ret < 0)
-			return ret;
-		if (ret == 0)
-			return -EIO;
-		buf += ret;
-		off += ret;
-		len -= ret;
-	}
-	return 0;
+	if (ret < 0)
+		return ret;
+	return ret == len ? 0 : -EIO;
 }
 
 static int vdisk_q2_pread(void *opaque, void *buf, size_t len, u64 off)
@@ -173,7 +154,7 @@ static int vdisk_q2_write_zeros(struct file *file, u64 off, u64 len,
 
 /*
  * Grow the file for new clusters (q2_grow_ahead()): allocate the range,
- * then, if asked, write zeros over it with direct I/O.  An allocated but unwritten
+ * then write zeros over [@fill_from, @size) with direct I/O.  An allocated but unwritten
  * extent reads as zeros too, but every later 4 KiB write into it would
  * split the extent and convert a piece in a journal transaction of its
  * own; written zeros make those writes plain overwrites, which run in
@@ -181,7 +162,7 @@ static int vdisk_q2_write_zeros(struct file *file, u64 off, u64 len,
  * write costs far less than one conversion per cluster.  Writing the
  * zeros is best effort: the range reads as zeros either way.
  */
-static int vdisk_q2_grow(void *opaque, u64 from, u64 size, bool fill)
+static int vdisk_q2_grow(void *opaque, u64 from, u64 size, u64 fill_from)
 {
 	struct file *file = opaque;
 	u32 mem_align;
@@ -192,9 +173,9 @@ static int vdisk_q2_grow(void *opaque, u64 from, u64 size, bool fill)
 	ret = vfs_fallocate(file, 0, from, size - from);
 	if (ret)
 		return ret;
-	if (fill && vdisk_file_dio_align(file, &mem_align, NULL) &&
-	    IS_ALIGNED(from | size, PAGE_SIZE))
-		vdisk_q2_write_zeros(file, from, size - from, true);
+	if (fill_from < size && vdisk_file_dio_align(file, &mem_align, NULL) &&
+	    IS_ALIGNED(fill_from | size, PAGE_SIZE))
+		vdisk_q2_write_zeros(file, fill_from, size - fill_from, true);
 	return 0;
 }
 

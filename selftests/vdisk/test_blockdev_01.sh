@@ -33,6 +33,49 @@ expect_fail "in use" "$VDISKCTL" detach "$lower"
 detach "$upper"
 detach "$lower"
 
+# Discard and write-zeroes on a disk of 4 KiB sectors.  A block device
+# takes fallocate() only in whole blocks of its own: under a device of
+# 512-byte sectors (or at an offset inside a block), vdisk offers neither,
+# the block layer writes the zeros itself and refuses discards; before,
+# both were offered and failed with an I/O error at 512 bytes.
+truncate -s 16M "$VD_DIR/4kn.img"
+lo4k=$(losetup -b 4096 -f --show "$VD_DIR/4kn.img") || fail "losetup -b 4096"
+at_exit losetup -d "$lo4k"
+zeros_at() { # DEV OFFSET LEN: the range reads as zeros
+	local ss
+	ss=$(blockdev --getss "$1")
+	cmp -s -n "$3" <(dd if="$1" bs="$ss" skip=$(($2 / ss)) count=$(($3 / ss)) iflag=direct status=none) /dev/zero
+}
+for args in "512" "4096 --sector-size 4096 -o 512"; do
+	z=${args%% *} args=${args#$z}
+	run dd if=/dev/urandom of="$lo4k" bs=1M count=1 oflag=direct status=none
+	attach $args "$lo4k"
+	q=/sys/block/${DEV#/dev/}/queue
+	assert_eq "$(cat $q/discard_max_bytes) $(cat $q/write_zeroes_max_bytes)" "0 0" "discard and write-zeroes offered ($args)"
+	expect_fail "not supported" blkdiscard -o 4096 -l 4096 "$DEV"
+	run blkdiscard -z -o "$z" -l "$z" "$DEV"
+	zeros_at "$DEV" "$z" "$z" || fail "$z bytes zeroed on a 4 KiB-sector disk ($args) do not read as zeros"
+	detach "$DEV"
+done
+attach --sector-size 4096 "$lo4k"
+run blkdiscard -o 4096 -l 8192 "$DEV"
+run blkdiscard -z -o 65536 -l 4096 "$DEV"
+zeros_at "$DEV" 4096 8192 && zeros_at "$DEV" 65536 4096 || fail "4 KiB discard or zeroing on a 4 KiB-sector disk"
+detach "$DEV"
+# A disk without write-zeroes (null_blk) cannot punch: no discard, and
+# write-zeroes falls back to writing zeros.
+if modprobe null_blk nr_devices=1 gb=1 memory_backed=1 2>/dev/null && [ -b /dev/nullb0 ]; then
+	at_exit rmmod null_blk
+	attach /dev/nullb0
+	[ "$(cat /sys/block/nullb0/queue/write_zeroes_max_bytes)" != 0 ] ||
+		assert_eq "$(cat /sys/block/${DEV#/dev/}/queue/discard_max_bytes)" 0 "discard offered over null_blk"
+	run dd if=/dev/urandom of="$DEV" bs=64k count=4 oflag=direct status=none
+	run blkdiscard -z -o 4096 -l 65536 "$DEV"
+	zeros_at "$DEV" 4096 65536 || fail "zeroing over null_blk"
+	detach "$DEV"
+else
+	log "no null_blk: its case is not run"
+fi
 
 # The physical block size hint: ext4 on /scratch has 4 KiB blocks.
 attach "$VD_DIR/back.img"

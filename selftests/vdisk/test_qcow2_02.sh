@@ -5,16 +5,29 @@
 
 python3 "$VD_TOP/selftests/vdisk/mkhostile.py" "$VD_DIR" >"$VD_DIR/cases" || fail "mkhostile failed"
 n=0
+refused=()
 while read -r name kind rx; do
 	img=$VD_DIR/$name.qcow2
 	n=$((n + 1))
 	case $kind in
 	refuse)
+		# vdiskctl reads the header first and refuses most of these
+		# itself; the kernel must refuse them too, to whoever asks.
+		# The image's name is left out of the match: it is the case's.
 		out=$("$VDISKCTL" attach "$img" 2>&1) && fail "$name: hostile image attached as $out"
-		grep -Eiq -- "$rx" <<<"$out" || fail "$name: message '$out' lacks /$rx/"
-		log "$name: $out" ;;
+		grep -Eq -- "$rx" <<<"${out//"$img"/IMAGE}" || fail "$name: message '$out' lacks /$rx/"
+		log "$name: $out"
+		kout=$(genl_add_open "$img" O_RDONLY FORMAT=2) &&
+			fail "$name: the kernel attached the hostile image: $kout"
+		grep -Eq -- "^error [0-9-]+: .*($rx)" <<<"$kout" ||
+			fail "$name: kernel's message '$kout' lacks /$rx/"
+		log "$name: kernel: $kout" ;;
 	eio)
-		dev=$("$VDISKCTL" attach -f qcow2 "$img" 2>&1) || { log "$name: refused: $dev"; continue; }
+		dev=$("$VDISKCTL" attach -f qcow2 "$img" 2>&1) || {
+			refused+=("$name")
+			log "$name: refused: $dev"
+			continue
+		}
 		VD_DEVICES+=("$dev")
 		if dd if="$dev" of=/dev/null bs=64k iflag=direct status=none 2>"$VD_DIR/err"; then
 			fail "$name: reading the corrupt device succeeded"
@@ -30,4 +43,35 @@ while read -r name kind rx; do
 	esac
 done <"$VD_DIR/cases"
 [ $n -ge 25 ] || fail "only $n hostile cases generated"
+# The damage of these cases is in tables read later: the read path must
+# be reached, not the attach refuse them.
+[ ${#refused[@]} -eq 0 ] || fail "cases meant to reach reads were refused at attach: ${refused[*]}"
+
+# A guest must not turn its raw disk, attached with the format detected,
+# into a qcow2 image: the next attach would detect qcow2 and open the
+# backing file the guest's header names, as root (QEMU's CVE-2008-2004).
+cd "$VD_DIR"
+truncate -s 8M guest.raw
+qemu-img create -q -f qcow2 -b /etc/passwd -F raw evil.qcow2 8M
+attach guest.raw
+assert_eq "$(vd_json_field "$DEV" format)" raw "format detected"
+dmesg -C
+dd if=evil.qcow2 of="$DEV" bs=4k count=1 oflag=direct status=none 2>err &&
+	fail "a qcow2 header was written over a detected raw image"
+grep -q "Input/output error" err || fail "unexpected error: $(cat err)"
+dmesg | grep -q "refused a write that would make the raw image read as qcow2" ||
+	fail "no kernel message for the refused write: $(dmesg | tail -3)"
+# Anything else in that sector, and the header anywhere else, is written.
+printf 'label: dos\nstart=2048, type=83\n' | run sfdisk -q "$DEV"
+run dd if=evil.qcow2 of="$DEV" bs=4k count=1 seek=1 oflag=direct status=none
+detach "$DEV"
+[ "$(od -An -tx1 -j 0 -N 4 guest.raw | tr -d ' ')" != 514649fb ] ||
+	fail "the qcow2 magic reached the raw image"
+assert_eq "$(od -An -tx1 -j 510 -N 2 guest.raw | tr -d ' ')" 55aa "the partition table's signature"
+cmp -s -n 4096 -i 4096:0 guest.raw evil.qcow2 || fail "the write to the second block did not land"
+# Given the format, the owner may write whatever they like there.
+attach -f raw guest.raw
+run dd if=evil.qcow2 of="$DEV" bs=4k count=1 oflag=direct status=none
+detach "$DEV"
+cmp -s -n 4096 guest.raw evil.qcow2 || fail "the write with an explicit format did not land"
 exit 0

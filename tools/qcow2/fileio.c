@@ -82,7 +82,8 @@ static int posix_punch(void *file, u64 off, u64 len)
 			 (off_t)off, (off_t)len) ? -errno : 0;
 }
 
-static int posix_grow(void *file, u64 from, u64 size, bool fill __attribute__((unused)))
+static int posix_grow(void *file, u64 from, u64 size,
+		      u64 fill_from __attribute__((unused)))
 {
 	struct q2u_file *f = file;
 

@@ -207,6 +207,20 @@ void chain_close(struct vdisk_chain *c)
 	c->nr = 0;
 }
 
+/* Only regular files and block devices can be layers (as for the kernel). */
+static int layer_type_check(const char *file, const struct stat *st,
+			    char *err, size_t len)
+{
+	if (S_ISDIR(st->st_mode))
+		return fail(err, len, -EISDIR, "backing file %s: is a directory",
+			    file);
+	if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode))
+		return fail(err, len, -EINVAL,
+			    "backing file %s: is not a regular file or block device",
+			    file);
+	return 0;
+}
+
 /*
  * Open the layer @name (recorded by @image) names, below the @c->nr layers
  * already open.  @ids holds the (st_dev, st_ino) of the top and of each
@@ -241,14 +255,22 @@ static int open_layer(struct vdisk_chain *c, dev_t ids[][2], const char *image,
 	if (!l->file)
 		return fail(err, len, -ENOMEM, "%s", strerror(ENOMEM));
 	c->nr++;	/* from here on chain_close() cleans up */
-	/* Same rights as the caller, read-only: layers are never written. */
+	/*
+	 * Same rights as the caller, read-only: layers are never written.
+	 * The name comes from an image's header: look before opening, so
+	 * that a header naming /dev/watchdog or a tape drive opens nothing
+	 * but regular files and block devices, and check again what was
+	 * opened.
+	 */
+	if (stat(l->file, &st) == 0 && (ret = layer_type_check(l->file, &st, err, len)))
+		return ret;
 	l->fd = open(l->file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (l->fd < 0 || fstat(l->fd, &st))
 		return fail(err, len, -errno, "backing file %s: %s", l->file,
 			    strerror(errno));
-	if (S_ISDIR(st.st_mode))
-		return fail(err, len, -EISDIR, "backing file %s: is a directory",
-			    l->file);
+	ret = layer_type_check(l->file, &st, err, len);
+	if (ret)
+		return ret;
 	clear_nonblock(l->fd);
 	for (i = 0; i < c->nr; i++)
 		if (ids[i][0] == st.st_dev && ids[i][1] == st.st_ino)

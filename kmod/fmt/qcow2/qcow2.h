@@ -62,9 +62,11 @@
  *	NULL.  Advisory: any error (-EOPNOTSUPP...) is ignored.
  * @grow: make the file @size bytes long, allocating [@from, @size) so that
  *	it reads as zeros and later writes there allocate nothing (fallocate
- *	mode 0); with @fill, partial writes into new clusters are expected:
- *	write the zeros too if that makes such writes cheaper.  May be NULL.
- *	Advisory: on error the core extends the file by writing, as without.
+ *	mode 0).  Partial writes into new clusters in [@fill_from, @size) are
+ *	expected (@fill_from == @size: none): write zeros over that part too
+ *	if that makes such writes cheaper; never below @fill_from, which may
+ *	hold data or metadata already.  May be NULL.  Advisory: on error the
+ *	core extends the file by writing, as without.
  */
 struct q2_file_ops {
 	int (*pread)(void *file, void *buf, size_t len, u64 off);
@@ -72,7 +74,7 @@ struct q2_file_ops {
 	int (*pwrite)(void *file, const void *buf, size_t len, u64 off);
 	int (*flush)(void *file);
 	int (*punch)(void *file, u64 off, u64 len);
-	int (*grow)(void *file, u64 from, u64 size, bool fill);
+	int (*grow)(void *file, u64 from, u64 size, u64 fill_from);
 };
 
 /*

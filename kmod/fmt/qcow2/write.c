@@ -527,10 +527,7 @@ static void q2_grow_ahead(struct q2_image *img, u64 hcl, u64 hend,
 	 * wrote it again.  The space itself is allocated either way.
 	 */
 	fill = partial && q2_load(&img->alloc_end) == hend;
-	if (fill && fill_from > fsize &&
-	    img->ops->grow(img->file, fsize, fill_from, false))
-		return;
-	if (img->ops->grow(img->file, fill ? fill_from : fsize, to, fill))
+	if (img->ops->grow(img->file, fsize, to, fill ? fill_from : to))
 		return;
 	if (!img->grown_from)
 		img->grown_from = fsize;
