@@ -17,8 +17,13 @@ expect_fail "sector size" "$VDISKCTL" attach --sector-size 8192 "$img"
 expect_fail "size|number|invalid" "$VDISKCTL" attach --offset 12Q "$img"
 expect_fail "negative|invalid" "$VDISKCTL" attach --offset -5 "$img"
 expect_fail "cache" "$VDISKCTL" attach --cache sometimes "$img"
-expect_fail "name" "$VDISKCTL" attach --name "bad/name" "$img"
+# Names are checked before the image is opened or the kernel asked.
+expect_fail "invalid name 'bad/name': letters, digits" "$VDISKCTL" attach --name "bad/name" "$img"
+expect_fail "invalid name 'a b': letters, digits" "$VDISKCTL" attach --name "a b" "$img"
+expect_fail "invalid name 'vdisk3': vdiskN names a device by index" "$VDISKCTL" attach --name vdisk3 "$img"
+expect_fail "invalid name '': empty name" "$VDISKCTL" attach --name "" "$img"
 expect_fail "unknown command" "$VDISKCTL" frobnicate
+expect_fail "unknown option '-X'" "$VDISKCTL" attach --autoclear -Xr "$img"
 # cache=none where direct I/O is impossible (tmpfs) is an error, not a
 # silent fallback; the default falls back and says so in list.
 mkdir -p /tmp/vd-input && cp "$img" /tmp/vd-input/t.img
@@ -54,13 +59,10 @@ expect_fail "open file descriptor" g add FD=1000
 expect_fail "not a regular file" g add FD=3 3</dev/null
 expect_fail "not open for reading" g add FD=3 3>>"$img"
 # Read-write but appending: every write would land at the end of the file.
-expect_fail "open for appending" python3 -c '
-import os, sys
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_APPEND)
-if fd != 3:
-    os.dup2(fd, 3)
-os.set_inheritable(3, True)
-os.execvp("python3", ["python3", sys.argv[2], "add", "FD=3"])' "$img" "$VD_GENL"
+expect_fail "open for appending" genl_add_open "$img" "O_RDWR|O_APPEND"
+# The kernel checks names itself, whoever asks.
+expect_fail "letters, digits" g add FD=3 "NAME=a b" 3<"$img"
+expect_fail "letters, digits" g add FD=3 NAME=vdisk3 3<"$img"
 # A Latin-1 letter in a name (the kernel's isalnum() takes it).
 expect_fail "letters, digits" python3 -c '
 import os, sys

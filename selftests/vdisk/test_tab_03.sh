@@ -85,6 +85,15 @@ if command -v systemd-analyze >/dev/null; then
 	grep -qi "vdisk@" <<<"$out" && fail "systemd-analyze verify: $out"
 fi
 
+# A path with "//" is on its mount all the same: systemd simplifies
+# RequiresMountsFor=, and an early unit would then wait for that mount.
+printf 'dbl /mnt//data/d.img\n' >tab2
+mkdir out3
+VDISKTAB=$VD_DIR/tab2 SYSTEMD_FSTAB=$VD_DIR/fstab ./vdisk-generator out3 out3 out3 ||
+	fail "generator failed on an image path with //"
+assert_eq "$(grep '^Before=' out3/vdisk@dbl.service.d/50-vdisktab.conf)" "Before=local-fs.target" \
+	"order of a unit whose image path has //"
+
 # No table: nothing to do, silently.
 mkdir out2
 VDISKTAB=$VD_DIR/none SYSTEMD_FSTAB=$VD_DIR/fstab ./vdisk-generator out2 out2 out2 || fail "generator without a table failed"

@@ -122,14 +122,16 @@ int attach_set(struct attach_opts *o, enum attach_opt opt, const char *val)
 	case AO_AUTOCLEAR:
 		o->flags |= VDISK_FLAG_AUTOCLEAR;
 		break;
-	case AO_NAME:
-		if (strlen(val) >= VDISK_NAME_MAX) {
-			errf(cmd, where, "name is longer than %d bytes",
-			     VDISK_NAME_MAX - 1);
+	case AO_NAME: {
+		const char *why;
+
+		if (!name_valid(val, &why)) {
+			errf(cmd, where, "invalid name '%s': %s", val, why);
 			return EXIT_USAGE;
 		}
 		o->name = val;
 		break;
+	}
 	case AO_INDEX:
 		if (parse_u32(val, &o->index)) {
 			errf(cmd, where, "invalid index '%s'", val);

@@ -318,6 +318,7 @@ static bool on_block_device(const struct mnt *m)
 	return false;
 }
 
+/* @image simplified, as the mount points are. */
 static enum tier entry_tier(const struct fstab *ft, const char *image)
 {
 	enum tier t = TIER_EARLY;
@@ -349,13 +350,20 @@ static int add_after(struct mnt *m, const char *unit)
 static int generate_entry(const char *dest, const char *tabfile,
 			  struct fstab *ft, const struct tab_entry *e)
 {
-	enum tier tier = entry_tier(ft, e->image);
+	/*
+	 * The image's path simplified like the mount points: systemd
+	 * simplifies RequiresMountsFor=, and "/srv//img/a.img", taken for a
+	 * file on the root file system, was ordered both before
+	 * local-fs-pre.target and after /srv/img's mount: a cycle.
+	 */
+	char *image = simplify(e->image);
 	char *inst = escape(e->name, false), *unit = NULL, *sub = NULL;
+	enum tier tier = image ? entry_tier(ft, image) : TIER_EARLY;
 	int ret = -ENOMEM;
 	FILE *f;
 	size_t i;
 
-	if (!inst || asprintf(&unit, "vdisk@%s.service", inst) < 0 ||
+	if (!image || !inst || asprintf(&unit, "vdisk@%s.service", inst) < 0 ||
 	    asprintf(&sub, "%s.d", unit) < 0) {
 		unit = sub = NULL;
 		goto out;
@@ -409,7 +417,7 @@ static int generate_entry(const char *dest, const char *tabfile,
 		for (i = 0; i < ft->n; i++) {
 			struct mnt *m = &ft->v[i];
 
-			if (!on_block_device(m) || holds(m->dir, e->image) ||
+			if (!on_block_device(m) || holds(m->dir, image) ||
 			    m->net != (tier == TIER_REMOTE))
 				continue;
 			if (add_after(m, unit))
@@ -423,6 +431,7 @@ static int generate_entry(const char *dest, const char *tabfile,
 out:
 	if (ret == -ENOMEM)
 		errf(CMD, e->where, "%s", strerror(ENOMEM));
+	free(image);
 	free(inst);
 	free(unit);
 	free(sub);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,20 +13,39 @@
 /* Set while checking lines nobody asked about (attach-all NAME). */
 bool errf_silent;
 
-/* Every error is one line: scripts grep it, people read it. */
+/*
+ * Every error is one line: scripts grep it, people read it.  Control
+ * characters are escaped as on standard output: messages carry names
+ * read from images' headers (a backing file name with a newline or a
+ * terminal's escape sequence in it).
+ */
 void errf(const char *cmd, const char *obj, const char *fmt, ...)
 {
+	char *msg;
 	va_list ap;
+	int n;
 
 	if (errf_silent)
 		return;
 	fflush(stdout);
-	fputs("vdiskctl: ", stderr);
-	if (cmd)
-		fprintf(stderr, obj ? "%s %s: " : "%s: ", cmd, obj);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
+	fputs("vdiskctl: ", stderr);
+	if (cmd) {
+		text_string(stderr, cmd);
+		if (obj) {
+			fputc(' ', stderr);
+			text_string(stderr, obj);
+		}
+		fputs(": ", stderr);
+	}
+	if (n < 0) {
+		fputs(strerror(ENOMEM), stderr);
+	} else {
+		text_string(stderr, msg);
+		free(msg);
+	}
 	fputc('\n', stderr);
 }
 
@@ -51,7 +71,14 @@ int opt_error(const char *cmd, int c, char **argv)
 	const char *arg = argv[optind - 1];
 	int len = strcspn(arg, "=");
 
-	if (strncmp(arg, "--", 2) != 0) {
+	/*
+	 * Inside a cluster ("-xJ"), getopt has not moved past the argument
+	 * yet and argv[optind - 1] is the one before: an unknown option with
+	 * a character (optopt) is a short one, unless it is a long option
+	 * given "=value" that takes none.
+	 */
+	if (strncmp(arg, "--", 2) != 0 ||
+	    (c == '?' && optopt && arg[len] != '=')) {
 		if (c == ':')
 			return usage_error(cmd, "option '-%c' needs an argument", optopt);
 		return usage_error(cmd, "unknown option '-%c'", optopt);
