@@ -15,13 +15,13 @@ run blkdiscard -o $((16 << 20)) -l $((32 << 20)) "$DEV"
 sync
 now=$(allocated_bytes "$img")
 [ "$now" -le $((full - (30 << 20))) ] || fail "blkdiscard did not punch: $full -> $now"
-nz=$(dd if="$DEV" bs=1M skip=16 count=32 iflag=direct status=none | tr -d '\0' | wc -c)
-assert_eq "$nz" 0 "discarded range reads zeros"
+cmp -s -n $((32 << 20)) <(dd if="$DEV" bs=1M skip=16 count=32 iflag=direct status=none) /dev/zero ||
+	fail "discarded range does not read as zeros"
 
 # write-zeroes (blkdiscard -z) zeros a range.
 run blkdiscard -z -o 0 -l $((4 << 20)) "$DEV"
-nz=$(dd if="$DEV" bs=1M count=4 iflag=direct status=none | tr -d '\0' | wc -c)
-assert_eq "$nz" 0 "write-zeroes range reads zeros"
+cmp -s -n $((4 << 20)) <(dd if="$DEV" bs=1M count=4 iflag=direct status=none) /dev/zero ||
+	fail "write-zeroes range does not read as zeros"
 
 # fstrim on a mounted ext4 gives space back to the host.
 run mkfs.ext4 -q -F -E nodiscard "$DEV"

@@ -57,9 +57,12 @@ with open("src.raw", "wb") as f:
 PY
 for ct in zlib zstd; do
 	qemu-img convert -c -O qcow2 -o compression_type=$ct src.raw $ct.qcow2 || fail "convert -c $ct"
+	assert_compressed $ct.qcow2
 	oracle_check $ct.qcow2
 done
-qemu-img convert -c -O qcow2 -o cluster_size=4k src.raw z4k.qcow2 && oracle_check z4k.qcow2
+qemu-img convert -c -O qcow2 -o cluster_size=4k src.raw z4k.qcow2 || fail "convert -c, 4 KiB clusters"
+assert_compressed z4k.qcow2
+oracle_check z4k.qcow2
 
 # Zero clusters over a backing file would hide it; plain zero flag here.
 mk zf.qcow2 8M

@@ -32,6 +32,9 @@ fio_check() {
 	q dd if=/dev/urandom of="$DEV" bs=3584 seek=7 count=9 conv=notrunc,fsync status=none
 	q blkdiscard -o $((size / 2)) -l $((size / 8)) "$DEV"
 	q blkdiscard -z -o $((size / 4)) -l 1179648 "$DEV"
+	# Zeros, even where a backing layer has data.
+	cmp -s -n 1179648 <(dd if="$DEV" bs=4k skip=$((size / 4 / 4096)) count=288 iflag=direct status=none) /dev/zero ||
+		fail "$name: the zeroed range does not read as zeros"
 	q dd if="$DEV" of="$name.raw" bs=1M status=none
 	detach "$DEV"
 	out=$(qemu-img check "$img" 2>&1) || { echo "$out" | sed 's/^/#   /'; fail "$name: qemu-img check"; }
@@ -52,6 +55,22 @@ q qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 24M
 q qemu-io -c "write -P 0x02 1M 5M" -c "write -z 12M 3M" -c "write -P 0x03 20M 2M" mid.qcow2
 q qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 32M
 low=$(cat base.raw mid.qcow2 | sha256sum)
+# Writes into part of a cluster fill the rest from the layer below: over
+# mid's data, over mid's zero clusters (base's data below them), and past
+# base's end.  Checked against bytes built from qemu's reading of the
+# chain before vdisk wrote, not from a reading of what it wrote.
+q qemu-img convert -O raw top.qcow2 expect.raw
+make_pattern part 12288 51
+attach top.qcow2
+for at in $((1 << 20)) $(((12 << 20) + 20480)) $(((16 << 20) + 512)); do
+	q dd if=part of="$DEV" bs=512 seek=$((at / 512)) oflag=direct status=none
+	q dd if=part of=expect.raw bs=512 seek=$((at / 512)) conv=notrunc status=none
+done
+cmp -s "$DEV" expect.raw || fail "overlay: partial-cluster writes read back wrong"
+detach "$DEV"
+q qemu-img convert -O raw top.qcow2 after.raw
+cmp -s after.raw expect.raw || fail "overlay: qemu-img reads the partial-cluster writes differently"
+rm -f after.raw expect.raw
 fio_check overlay top.qcow2
 assert_eq "$(cat base.raw mid.qcow2 | sha256sum)" "$low" "backing layers unchanged"
 

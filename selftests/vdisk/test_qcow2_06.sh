@@ -96,12 +96,22 @@ q qemu-img create -q -f qcow2 snap.qcow2 32M
 q qemu-io -c "write -P 0x5a 0 32M" snap.qcow2
 q qemu-img snapshot -c s1 snap.qcow2
 want=$(qemu_raw_sha snap.qcow2 $((32 << 20)) -l snapshot.name=s1)
+# What the active state must become, built without vdisk or qemu reading
+# the image vdisk wrote: the 3 x 4 KiB write shares its 64 KiB cluster
+# with the snapshot, and the rest of that cluster must stay 0x5a.
+python3 -c 'import sys; sys.stdout.buffer.write(b"\x5a" * (32 << 20))' >expect.raw
+make_pattern w1 $((40 * 65536)) 61
+make_pattern w2 $((3 * 4096)) 62
 attach snap.qcow2
-q dd if=/dev/urandom of="$DEV" bs=64k seek=3 count=40 oflag=direct status=none
-q dd if=/dev/urandom of="$DEV" bs=4k seek=2000 count=3 conv=fsync status=none
+q dd if=w1 of="$DEV" bs=64k seek=3 oflag=direct status=none
+q dd if=w2 of="$DEV" bs=4k seek=2000 conv=fsync status=none
 q blkdiscard -o $((16 << 20)) -l $((4 << 20)) "$DEV"
+q dd if=w1 of=expect.raw bs=64k seek=3 conv=notrunc status=none
+q dd if=w2 of=expect.raw bs=4k seek=2000 conv=notrunc status=none
+q dd if=/dev/zero of=expect.raw bs=1M seek=16 count=4 conv=notrunc status=none
 active=$(sha256sum <"$DEV" | cut -d' ' -f1)
 detach "$DEV"
+assert_eq "$active" "$(sha256sum <expect.raw | cut -d' ' -f1)" "active state as written"
 check_clean snap.qcow2 "after writes over a snapshot"
 assert_eq "$(qemu_raw_sha snap.qcow2 $((32 << 20)) -l snapshot.name=s1)" "$want" "snapshot s1 contents"
 assert_eq "$(qemu_raw_sha snap.qcow2 $((32 << 20)))" "$active" "active state"
