@@ -18,24 +18,6 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
-static int detach_one(struct vnl *nl, const char *obj,
-		      const struct vdisk_sel *sel, bool lazy)
-{
-	struct nl_msg *msg = vnl_request(nl, VDISK_CMD_DEL, 0);
-
-	if (!msg || dev_put_selector(msg, sel) < 0 ||
-	    (lazy && nla_put_u32(msg, VDISK_ATTR_DEL_FLAGS, VDISK_DEL_LAZY) < 0)) {
-		nlmsg_free(msg);
-		errf(CMD, obj, "%s", strerror(ENOMEM));
-		return -1;
-	}
-	if (vnl_call(nl, msg, NULL, NULL) < 0) {
-		vnl_perror(nl, obj);
-		return -1;
-	}
-	return 0;
-}
-
 static int detach_all(struct vnl *nl, bool lazy)
 {
 	struct vdisk_list list = { 0 };
@@ -50,7 +32,7 @@ static int detach_all(struct vnl *nl, bool lazy)
 	for (i = 0; i < list.n; i++) {
 		struct vdisk_sel sel = { .by_index = true, .index = list.v[i].index };
 
-		if (detach_one(nl, list.v[i].dev, &sel, lazy))
+		if (dev_del(nl, list.v[i].dev, &sel, lazy, false))
 			ret = EXIT_OPERATION;
 	}
 	dev_list_free(&list);
@@ -103,7 +85,7 @@ int cmd_detach(int argc, char **argv)
 		}
 		if (!nl.sk && vnl_open(&nl, CMD))
 			return EXIT_OPERATION;
-		if (detach_one(&nl, argv[i], &sel, lazy))
+		if (dev_del(&nl, argv[i], &sel, lazy, false))
 			ret = EXIT_OPERATION;
 	}
 	vnl_close(&nl);

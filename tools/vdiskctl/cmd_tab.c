@@ -9,17 +9,11 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <netlink/attr.h>
 
 #include "nl.h"
 #include "vdiskctl.h"
-
-/* A device busy only because udev is probing it (after an unmount, its
- * watch rule re-reads the partition) becomes free within moments. */
-#define BUSY_RETRY_STEPS	30
-#define BUSY_RETRY_NS		100000000L
 
 static const struct option attach_all_opts[] = {
 	{ "tab",   required_argument, NULL, 't' },
@@ -222,33 +216,6 @@ out:
 	return ret;
 }
 
-/* DEL by name; a device busy for a moment (udev probing) is retried. */
-static int detach_name(struct vnl *nl, const char *name, bool lazy)
-{
-	const struct timespec step = { 0, BUSY_RETRY_NS };
-	struct vdisk_sel sel = { .name = name };
-	int i, err = 0;
-
-	for (i = 0; i <= BUSY_RETRY_STEPS; i++) {
-		struct nl_msg *msg = vnl_request(nl, VDISK_CMD_DEL, 0);
-
-		if (!msg || dev_put_selector(msg, &sel) < 0 ||
-		    (lazy && nla_put_u32(msg, VDISK_ATTR_DEL_FLAGS,
-					 VDISK_DEL_LAZY) < 0)) {
-			nlmsg_free(msg);
-			errf(nl->cmd, name, "%s", strerror(ENOMEM));
-			return -ENOMEM;
-		}
-		err = vnl_call(nl, msg, NULL, NULL);
-		if (err != -EBUSY)
-			break;
-		nanosleep(&step, NULL);
-	}
-	if (err)
-		vnl_perror(nl, name);
-	return err;
-}
-
 int cmd_detach_all(int argc, char **argv)
 {
 	const char *cmd = "detach-all", *file = tab_default();
@@ -332,7 +299,9 @@ int cmd_detach_all(int argc, char **argv)
 			printf("%s: not attached\n", names[i]);
 			continue;
 		}
-		if (detach_name(&nl, names[i], lazy)) {
+		struct vdisk_sel sel = { .name = names[i] };
+
+		if (dev_del(&nl, names[i], &sel, lazy, true)) {
 			ret = EXIT_OPERATION;
 			continue;
 		}

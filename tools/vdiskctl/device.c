@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <netlink/attr.h>
 
@@ -277,4 +278,41 @@ void dev_list_free(struct vdisk_list *list)
 		dev_info_free(&list->v[i]);
 	free(list->v);
 	memset(list, 0, sizeof(*list));
+}
+
+/*
+ * A device busy only because udev is probing it (after an unmount, its
+ * watch rule re-reads the partition table) becomes free within moments.
+ */
+#define BUSY_RETRY_STEPS	30
+#define BUSY_RETRY_NS		100000000L
+
+/*
+ * DEL the device @sel selects (@obj names it in errors), retrying for 3
+ * seconds while it is busy if @retry_busy: 0 or -errno.
+ */
+int dev_del(struct vnl *nl, const char *obj, const struct vdisk_sel *sel,
+	    bool lazy, bool retry_busy)
+{
+	const struct timespec step = { 0, BUSY_RETRY_NS };
+	int i, err = 0;
+
+	for (i = 0; i <= (retry_busy ? BUSY_RETRY_STEPS : 0); i++) {
+		struct nl_msg *msg = vnl_request(nl, VDISK_CMD_DEL, 0);
+
+		if (!msg || dev_put_selector(msg, sel) < 0 ||
+		    (lazy && nla_put_u32(msg, VDISK_ATTR_DEL_FLAGS,
+					 VDISK_DEL_LAZY) < 0)) {
+			nlmsg_free(msg);
+			errf(nl->cmd, obj, "%s", strerror(ENOMEM));
+			return -ENOMEM;
+		}
+		err = vnl_call(nl, msg, NULL, NULL);
+		if (err != -EBUSY || !retry_busy)
+			break;
+		nanosleep(&step, NULL);
+	}
+	if (err)
+		vnl_perror(nl, obj);
+	return err;
 }

@@ -209,6 +209,8 @@ int dev_from_attrs(struct nlattr **tb, struct vdisk_info *d);
 void dev_info_free(struct vdisk_info *d);
 int dev_get(struct vnl *nl, const struct vdisk_sel *sel, struct vdisk_info *d);
 int dev_dump(struct vnl *nl, struct vdisk_list *list);
+int dev_del(struct vnl *nl, const char *obj, const struct vdisk_sel *sel,
+	    bool lazy, bool retry_busy);
 struct vdisk_info *dev_list_push(struct vdisk_list *list);
 void dev_list_free(struct vdisk_list *list);
 

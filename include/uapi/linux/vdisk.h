@@ -15,7 +15,8 @@
  *    the event group are open to everyone (like `losetup --list`).
  *
  * The family is autoloaded: asking the generic netlink controller for
- * "vdisk" runs `modprobe genl-family-vdisk`, which the module aliases.
+ * "vdisk" runs `modprobe net-pf-16-proto-16-family-vdisk`, which the module
+ * aliases (MODULE_ALIAS_GENL_FAMILY).
  */
 #ifndef _UAPI_LINUX_VDISK_H
 #define _UAPI_LINUX_VDISK_H

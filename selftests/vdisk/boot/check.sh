@@ -47,6 +47,8 @@ check "/mnt/vq is read-only" sh -c '! touch /mnt/vq/x 2>/dev/null'
 # The generator's ordering, as systemd loaded it.
 check "vdisk@qimg is before local-fs-pre.target" \
 	sh -c 'systemctl show -p Before vdisk@qimg.service | grep -qw local-fs-pre.target'
+check "vdisk@qimg is after systemd-remount-fs.service (the root writable)" \
+	sh -c 'systemctl show -p After vdisk@qimg.service | grep -qw systemd-remount-fs.service'
 check "vdisk@simg requires /scratch" \
 	sh -c 'systemctl show -p RequiresMountsFor vdisk@simg.service | grep -q /scratch/images/s.img'
 check "mnt-vs.mount is after vdisk@simg" \
