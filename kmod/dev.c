@@ -111,7 +111,8 @@ static bool vdisk_dio_possible(struct vdisk_device *vd)
 }
 
 /*
- * Can discard and write-zeroes go to the file as fallocate()?  A block
+ * Can a raw device's discard and write-zeroes go to the file as
+ * fallocate()?  A block
  * device takes only ranges aligned to its logical block size (EINVAL):
  * a device of smaller sectors, or an offset inside a block, would send it
  * others.  Without, the block layer writes zeros itself (BLKZEROOUT) and
@@ -122,7 +123,9 @@ static bool vdisk_zeroing_aligned(struct vdisk_device *vd)
 	struct inode *inode = vd->image.file->f_mapping->host;
 	u32 lbs;
 
-	if (!S_ISBLK(inode->i_mode))
+	/* qcow2 zeroes and frees in its metadata and in whole clusters. */
+	if (!S_ISBLK(inode->i_mode) ||
+	    vd->image.ops->format != VDISK_FORMAT_RAW)
 		return true;
 	lbs = bdev_logical_block_size(I_BDEV(inode));
 	return !(vd->sector_size % lbs) && !(vd->image.offset % lbs);
@@ -134,7 +137,6 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 	struct file *file = vd->image.file;
 	struct inode *inode = file->f_mapping->host;
 	u32 bsize = vdisk_file_block_size(file);
-	u32 mem_align;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->logical_block_size = vd->sector_size;
@@ -147,36 +149,30 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 	cfg->io_min = cfg->physical_block_size;
 	cfg->max_hw_sectors = VDISK_MAX_HW_SECTORS;
 	cfg->max_segments = VDISK_MAX_SEGMENTS;
-	cfg->dma_alignment = SECTOR_SIZE - 1;
-	if (vd->cache == VDISK_CACHE_NONE) {
-		vdisk_file_dio_align(file, &mem_align, NULL);
-		/*
-		 * The file system under a direct request wants every piece
-		 * of it a multiple of its alignment, not only the whole
-		 * (iomap: bdev_iter_is_aligned()).  Pieces end at page
-		 * boundaries, so buffers aligned to it give such pieces: a
-		 * 4 KiB-sector device on a 4 KiB-sector disk took a buffer
-		 * at 512 bytes into a page and failed with EIO (EINVAL from
-		 * the file system); now the device refuses it (EINVAL), as
-		 * a disk that needs aligned buffers does.
-		 */
-		if (vdisk_dio_possible(vd))
-			mem_align = max(mem_align, vd->dio_align);
-		cfg->dma_alignment = max_t(u32, mem_align, SECTOR_SIZE) - 1;
-	}
+	cfg->dma_alignment = vdisk_file_buf_align(file, vd->sector_size,
+						  vd->image.offset) - 1;
 
 	if (!vdisk_dev_read_only(vd) && file->f_op->fallocate &&
 	    vdisk_zeroing_aligned(vd)) {
+		struct block_device *bdev = S_ISBLK(inode->i_mode) ?
+					    I_BDEV(inode) : NULL;
 		/*
 		 * A hole punched in a block device is a write-zeroes that
 		 * may unmap, with no fallback: only a disk that takes
-		 * write-zeroes can discard under vdisk (as under loop).
+		 * write-zeroes can discard under a raw device (as under
+		 * loop).  qcow2 frees clusters in its metadata; its punch of
+		 * the file is advisory.
 		 */
-		bool discard = S_ISREG(inode->i_mode) ||
-			       bdev_write_zeroes_sectors(I_BDEV(inode));
+		bool discard = !bdev ||
+			       (vd->image.ops->format == VDISK_FORMAT_RAW ?
+				bdev_write_zeroes_sectors(bdev) :
+				bdev_max_discard_sectors(bdev));
+		/* 6.1 splits at the maximum itself: keep it whole sectors. */
+		u32 max = round_down(UINT_MAX >> SECTOR_SHIFT,
+				     vd->sector_size >> SECTOR_SHIFT);
 
 		if (discard) {
-			cfg->max_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+			cfg->max_discard_sectors = max;
 			cfg->discard_granularity =
 				max_t(u32, bsize, vd->sector_size);
 			/* qcow2 frees whole clusters only. */
@@ -184,7 +180,7 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 				cfg->discard_granularity =
 					vd->image.discard_granularity;
 		}
-		cfg->max_write_zeroes_sectors = UINT_MAX >> SECTOR_SHIFT;
+		cfg->max_write_zeroes_sectors = max;
 	}
 
 	/*

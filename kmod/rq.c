@@ -853,32 +853,6 @@ static void vdisk_hctx_write_work(struct work_struct *work)
 	blk_finish_plug(&plug);
 }
 
-/*
- * The format whose magic write @rq, to the first sector, puts at the start
- * of the image (raw: none).  A raw image whose format was detected must
- * not get another format's magic: the next attach with format "auto"
- * (vdiskctl's and vdisktab's default) would take the guest's bytes for a
- * header, and open the backing file they name (/etc/shadow) as a layer of
- * the guest's disk.  That is QEMU's CVE-2008-2004, and vdisk refuses the
- * write as QEMU does.  An explicit format allows it.
- */
-static const struct vdisk_format_ops *vdisk_write_magic(struct request *rq)
-{
-	u8 head[VDISK_MAGIC_MAX];
-	struct req_iterator it;
-	struct bio_vec bv;
-	size_t got = 0;
-
-	rq_for_each_segment(bv, rq, it) {
-		bv.bv_len = min_t(size_t, bv.bv_len, sizeof(head) - got);
-		memcpy_from_bvec(head + got, &bv);
-		got += bv.bv_len;
-		if (got == sizeof(head))
-			break;
-	}
-	return vdisk_format_match(head, got);
-}
-
 static blk_status_t vdisk_queue_rq(struct blk_mq_hw_ctx *hctx,
 				   const struct blk_mq_queue_data *bd)
 {
@@ -887,16 +861,6 @@ static blk_status_t vdisk_queue_rq(struct blk_mq_hw_ctx *hctx,
 	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	struct vdisk_device *vd = rq->q->queuedata;
 
-	if (unlikely(vd->image.probed_raw) && !blk_rq_pos(rq) &&
-	    req_op(rq) == REQ_OP_WRITE) {
-		const struct vdisk_format_ops *ops = vdisk_write_magic(rq);
-
-		if (ops != &vdisk_raw_ops) {
-			pr_warn_ratelimited("%s: refused a write that would make the raw image read as %s at the next attach; attach it with an explicit format (raw) to allow it\n",
-					    vd->disk->disk_name, ops->name);
-			return BLK_STS_IOERR;
-		}
-	}
 	blk_mq_start_request(rq);
 	io->batched = false;
 	if (vdisk_batch(vd, vq, rq)) {

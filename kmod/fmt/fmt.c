@@ -165,13 +165,38 @@ u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed)
 	else
 		bdev = inode->i_sb->s_bdev;
 	if (bdev) {
-		/* As 6.12's statx of a block device reports it; 6.1's does not. */
+		/*
+		 * As 6.12's vfs_getattr() of a block device reports it (6.1's
+		 * statx(2) adds it in the syscall layer, vfs_getattr() not).
+		 */
 		*mem_align = max_t(u32, bdev_dma_alignment(bdev) + 1, SECTOR_SIZE);
 		return bdev_logical_block_size(bdev);
 	}
 	if (guessed)
 		*guessed = true;
 	return SECTOR_SIZE;
+}
+
+/*
+ * The buffer alignment a device of @sector_size sectors on @file (from
+ * byte @offset) asks of its users, for the device's life whatever its
+ * cache mode (a request queued under one mode may run under the next):
+ * what the file system wants of direct I/O buffers and, where direct I/O
+ * is possible at all, its offset alignment too.  The file system takes
+ * only pieces of a request that are multiples of that alignment (iomap:
+ * bdev_iter_is_aligned()), and pieces end at page boundaries, so buffers
+ * aligned to it give such pieces: a 4 KiB-sector device on a 4 KiB-sector
+ * disk took a buffer 512 bytes into a page and failed with EIO on 6.1.
+ */
+u32 vdisk_file_buf_align(struct file *file, u32 sector_size, u64 offset)
+{
+	u32 mem_align, align = vdisk_file_dio_align(file, &mem_align, NULL);
+	u32 buf = max_t(u32, mem_align, SECTOR_SIZE);
+
+	if (align && align <= sector_size && !(sector_size % align) &&
+	    !(offset % align))
+		buf = max(buf, align);
+	return buf;
 }
 
 /*

@@ -34,7 +34,7 @@ struct vdisk_image {
 	/*
 	 * Attached as "auto" and found raw: a write must not give the image
 	 * another format's magic, or the next attach would read a header the
-	 * guest wrote, and open the backing file it names (vdisk_queue_rq()).
+	 * guest wrote, and open the backing file it names (raw.c).
 	 */
 	bool probed_raw;
 	struct vdisk_image *backing;	/* next layer down, or NULL */
@@ -102,6 +102,7 @@ int vdisk_file_check(struct file *file, const char *what,
 ssize_t vdisk_file_kvec_rw(struct file *file, void *buf, size_t len, u64 off,
 			   bool write);
 u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed);
+u32 vdisk_file_buf_align(struct file *file, u32 sector_size, u64 offset);
 int vdisk_file_fsync(struct file *file, int datasync);
 void vdisk_file_drop_clean_pages(struct file *file);
 

@@ -368,7 +368,7 @@ out:
 static int vdisk_q2_add_lower(struct vdisk_q2 *q, unsigned int i,
 			      const struct vdisk_layer_config *lc,
 			      const char *name, u32 sector_size,
-			      u32 top_mem_align,
+			      u32 buf_align,
 			      struct netlink_ext_ack *extack)
 {
 	struct vdisk_image *b = &q->lower[i - 1];
@@ -395,14 +395,16 @@ static int vdisk_q2_add_lower(struct vdisk_q2 *q, unsigned int i,
 	vdisk_q2_set_identity(&q->layers[i], b->file);
 	/*
 	 * Direct reads only where they fit what the device's queue promises
-	 * (pieces in multiples of the sector size, buffers aligned as the
-	 * top layer needs); otherwise a file system that checks (XFS on 4
-	 * KiB sectors under a device of 512-byte sectors) refuses them with
-	 * EINVAL.  Such a layer is read buffered.
+	 * (requests in multiples of the sector size, buffers and so pieces
+	 * aligned to @buf_align: vdisk_file_buf_align() of the top layer);
+	 * otherwise a file system that checks (XFS on 4 KiB sectors under a
+	 * device of 512-byte sectors) refuses them with EINVAL.  Such a
+	 * layer is read buffered.
 	 */
 	q->dio_align[i] = vdisk_file_dio_align(b->file, &mem_align, NULL);
 	if (q->dio_align[i] &&
-	    (sector_size % q->dio_align[i] || mem_align > top_mem_align))
+	    (sector_size % q->dio_align[i] || q->dio_align[i] > buf_align ||
+	     mem_align > buf_align))
 		q->dio_align[i] = 0;
 
 	/* The kernel trusts its own probe, not the caller's claim. */
@@ -471,7 +473,8 @@ static int vdisk_q2_open(struct vdisk_image *img,
 		ret = vdisk_q2_add_lower(q, i, &cfg->backing[i - 1],
 					 cfg->name[0] ? cfg->name : NULL,
 					 cfg->sector_size,
-					 max_t(u32, mem_align, SECTOR_SIZE),
+					 vdisk_file_buf_align(img->file,
+							      cfg->sector_size, 0),
 					 extack);
 		if (ret)
 			goto out_free;

@@ -53,10 +53,74 @@ static void vdisk_raw_release(struct vdisk_image *img)
 {
 }
 
+/*
+ * A write to the first sector of a raw image whose format was detected
+ * (probed_raw) must not put another format's magic there: the next attach
+ * with format "auto" (vdiskctl's and vdisktab's default) would take the
+ * guest's bytes for a header, and open the backing file they name
+ * (/etc/shadow) as a layer of the guest's disk.  That is QEMU's
+ * CVE-2008-2004, and vdisk refuses such a write as QEMU does; an explicit
+ * format allows it.
+ */
+static bool vdisk_raw_guarded(struct vdisk_device *vd, struct request *rq)
+{
+	return vd->image.probed_raw && req_op(rq) == REQ_OP_WRITE &&
+	       !blk_rq_pos(rq);
+}
+
+/*
+ * Such a write is checked on a copy of its data, and the copy is written:
+ * the guest's pages may change between a check and the write (a hypervisor
+ * hands them through), as QEMU's raw driver copies for the same reason.
+ * Buffered and synchronous, in the worker: writes to the first sector are
+ * few (partition tables, boot sectors, an XFS superblock).
+ */
+static void vdisk_raw_write_checked(struct vdisk_device *vd,
+				    struct request *rq)
+{
+	struct vdisk_image *img = &vd->image;
+	const struct vdisk_format_ops *ops;
+	size_t len = blk_rq_bytes(rq), done = 0;
+	struct req_iterator it;
+	struct bio_vec bv;
+	ssize_t n;
+	void *buf;
+	int ret;
+
+	buf = kvmalloc(len, GFP_NOIO);
+	if (!buf) {
+		vdisk_rq_end(rq, -ENOMEM);
+		return;
+	}
+	rq_for_each_segment(bv, rq, it) {
+		memcpy_from_bvec(buf + done, &bv);
+		done += bv.bv_len;
+	}
+	ops = vdisk_format_match(buf, min_t(size_t, len, VDISK_MAGIC_MAX));
+	if (ops != &vdisk_raw_ops) {
+		pr_warn_ratelimited("%s: refused a write that would make the raw image read as %s at the next attach; attach it with an explicit format (raw) to allow it\n",
+				    vd->disk->disk_name, ops->name);
+		ret = -EIO;
+		goto out;
+	}
+	n = vdisk_file_kvec_rw(img->file, buf, len, img->offset, true);
+	ret = n < 0 ? n : 0;
+	if (!ret && (READ_ONCE(vd->cache) == VDISK_CACHE_WRITETHROUGH ||
+		     (rq->cmd_flags & REQ_FUA)))
+		ret = vdisk_file_fsync(img->file, 1);
+out:
+	kvfree(buf);
+	vdisk_rq_end(rq, ret);
+}
+
 static void vdisk_raw_queue(struct vdisk_device *vd, struct request *rq)
 {
 	struct vdisk_image *img = &vd->image;
 
+	if (unlikely(vdisk_raw_guarded(vd, rq))) {
+		vdisk_raw_write_checked(vd, rq);
+		return;
+	}
 	vdisk_rq_file_io(rq, img->file,
 			 img->offset + ((u64)blk_rq_pos(rq) << SECTOR_SHIFT),
 			 vd->dio_align);
@@ -67,6 +131,8 @@ static bool vdisk_raw_queue_nowait(struct vdisk_device *vd,
 {
 	struct vdisk_image *img = &vd->image;
 
+	if (unlikely(vdisk_raw_guarded(vd, rq)))
+		return false;
 	return vdisk_rq_try_nowait(rq, img->file,
 				   img->offset + ((u64)blk_rq_pos(rq) << SECTOR_SHIFT),
 				   vd->dio_align);

@@ -36,4 +36,32 @@ sync
 trimmed=$(allocated_bytes "$img")
 [ "$trimmed" -le $((used - (30 << 20))) ] || fail "fstrim did not shrink the image: $used -> $trimmed"
 log "allocated: after write $used, after fstrim $trimmed"
+vd_umount "$VD_DIR/m"
+detach "$DEV"
+
+# Write-through has no cache for the guest to flush: zeroing and discard
+# must be durable when they complete, like its writes, so each is
+# followed by an fsync of the image (ext4's sync_file event, for the
+# image's inode, and nothing else running that would fsync it).
+tr=/sys/kernel/tracing
+[ -d $tr/events ] || mount -t tracefs nodev $tr 2>/dev/null
+if [ -d $tr/events/ext4/ext4_sync_file_enter ] && [ "$(stat -f -c %T "$VD_DIR")" = ext2/ext3 ]; then
+	attach --cache writethrough "$img"
+	ino=$(stat -c %i "$img")
+	for op in "-z -o 0 -l 1048576" "-o 1048576 -l 1048576"; do
+		echo 0 >$tr/tracing_on
+		echo >$tr/trace
+		echo 1 >$tr/events/ext4/ext4_sync_file_enter/enable
+		echo 1 >$tr/tracing_on
+		run blkdiscard $op "$DEV"
+		echo 0 >$tr/tracing_on
+		echo 0 >$tr/events/ext4/ext4_sync_file_enter/enable
+		grep -q "ext4_sync_file_enter: .* ino $ino " $tr/trace ||
+			fail "blkdiscard $op on a write-through device did not fsync the image: $(grep -c sync_file $tr/trace) fsyncs traced"
+	done
+	echo >$tr/trace
+	detach "$DEV"
+else
+	log "no ext4 sync_file trace event (or the scratch is not ext4): the write-through fsync is not checked"
+fi
 exit 0

@@ -87,12 +87,14 @@ fi
 
 # A path with "//" is on its mount all the same: systemd simplifies
 # RequiresMountsFor=, and an early unit would then wait for that mount.
-printf 'dbl /mnt//data/d.img\n' >tab2
+printf 'dbl /mnt//data/d.img\ndot /mnt/./data/./e.img\n' >tab2
 mkdir out3
 VDISKTAB=$VD_DIR/tab2 SYSTEMD_FSTAB=$VD_DIR/fstab ./vdisk-generator out3 out3 out3 ||
 	fail "generator failed on an image path with //"
 assert_eq "$(grep '^Before=' out3/vdisk@dbl.service.d/50-vdisktab.conf)" "Before=local-fs.target" \
 	"order of a unit whose image path has //"
+assert_eq "$(grep '^Before=' out3/vdisk@dot.service.d/50-vdisktab.conf)" "Before=local-fs.target" \
+	"order of a unit whose image path has /./"
 
 # No table: nothing to do, silently.
 mkdir out2

@@ -818,12 +818,34 @@ static u64 rec_size(void *file)
 	return ((struct rec *)file)->len;
 }
 
+/*
+ * Growing the file, as the kernel's grow op does it: [from, size) is
+ * allocated (zeros past the old end, what was written stays), then
+ * [fill_from, size) is written with zeros, which a crash may keep or
+ * lose like any write.  A fill over metadata already written is the
+ * refcount-block wipe of 2026-12-07.
+ */
+static int rec_grow(void *file, u64 from, u64 size, u64 fill_from)
+{
+	struct rec *r = file;
+	u64 zero_from = q2_min64(fill_from, r->len);
+
+	(void)from;
+	if (size > zero_from) {
+		buf_write(&r->data, &r->len, &r->cap, zero_from, NULL,
+			  size - zero_from);
+		rec_log(r, EV_WRITE, zero_from, size - zero_from, NULL);
+	}
+	return 0;
+}
+
 static const struct q2_file_ops rec_ops = {
 	.pread = rec_pread,
 	.size = rec_size,
 	.pwrite = rec_pwrite,
 	.flush = rec_flush,
 	.punch = rec_punch,
+	.grow = rec_grow,
 };
 
 /* A q2_flush: the model when it was called, the log when it returned. */

@@ -207,18 +207,38 @@ void chain_close(struct vdisk_chain *c)
 	c->nr = 0;
 }
 
-/* Only regular files and block devices can be layers (as for the kernel). */
-static int layer_type_check(const char *file, const struct stat *st,
-			    char *err, size_t len)
+/*
+ * Open @file read-only if it is a regular file or a block device (the
+ * kernel takes no other layer): the descriptor, -EISDIR or -EINVAL for
+ * anything else, which is not opened, or -errno.
+ */
+static int open_layer_file(const char *file)
 {
-	if (S_ISDIR(st->st_mode))
-		return fail(err, len, -EISDIR, "backing file %s: is a directory",
-			    file);
-	if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode))
-		return fail(err, len, -EINVAL,
-			    "backing file %s: is not a regular file or block device",
-			    file);
-	return 0;
+	char proc[64];
+	struct stat st;
+	int pfd, fd;
+
+	pfd = open(file, O_PATH | O_CLOEXEC);
+	if (pfd < 0)
+		return -errno;
+	if (fstat(pfd, &st)) {
+		fd = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		fd = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		goto out;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+	fd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* Without /proc (early boot, a chroot): the name again. */
+	if (fd < 0 && errno == ENOENT)
+		fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		fd = -errno;
+out:
+	close(pfd);
+	return fd;
 }
 
 /*
@@ -257,20 +277,21 @@ static int open_layer(struct vdisk_chain *c, dev_t ids[][2], const char *image,
 	c->nr++;	/* from here on chain_close() cleans up */
 	/*
 	 * Same rights as the caller, read-only: layers are never written.
-	 * The name comes from an image's header: look before opening, so
-	 * that a header naming /dev/watchdog or a tape drive opens nothing
-	 * but regular files and block devices, and check again what was
-	 * opened.
+	 * The name comes from an image's header: it is resolved once (O_PATH,
+	 * which opens no device), its type checked, and only then opened for
+	 * reading through /proc/self/fd, so that a header naming
+	 * /dev/watchdog or a tape drive (or a symlink swapped to one) opens
+	 * nothing but regular files and block devices.
 	 */
-	if (stat(l->file, &st) == 0 && (ret = layer_type_check(l->file, &st, err, len)))
-		return ret;
-	l->fd = open(l->file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (l->fd < 0 || fstat(l->fd, &st))
+	l->fd = open_layer_file(l->file);
+	if (l->fd < 0)
+		return fail(err, len, l->fd, "backing file %s: %s", l->file,
+			    l->fd == -EISDIR ? "is a directory" :
+			    l->fd == -EINVAL ? "is not a regular file or block device" :
+			    strerror(-l->fd));
+	if (fstat(l->fd, &st))
 		return fail(err, len, -errno, "backing file %s: %s", l->file,
 			    strerror(errno));
-	ret = layer_type_check(l->file, &st, err, len);
-	if (ret)
-		return ret;
 	clear_nonblock(l->fd);
 	for (i = 0; i < c->nr; i++)
 		if (ids[i][0] == st.st_dev && ids[i][1] == st.st_ino)

@@ -106,7 +106,10 @@ static char *escape(const char *s, bool path)
 	return out;
 }
 
-/* "/srv//images/" as "/srv/images": how systemd names the mount unit. */
+/*
+ * "/srv//./images/" as "/srv/images": how systemd simplifies a path (its
+ * path_simplify(): repeated slashes and "." components go, ".." stays).
+ */
 static char *simplify(const char *p)
 {
 	char *out = malloc(strlen(p) + 2), *o = out;
@@ -115,9 +118,15 @@ static char *simplify(const char *p)
 		return NULL;
 	while (*p) {
 		if (*p == '/') {
-			*o++ = '/';
-			while (*p == '/')
-				p++;
+			if (o == out || o[-1] != '/')
+				*o++ = '/';
+			p++;
+			continue;
+		}
+		/* A "." component (followed by '/' or the end). */
+		if (p[0] == '.' && (p[1] == '/' || !p[1]) && o > out &&
+		    o[-1] == '/') {
+			p++;
 			continue;
 		}
 		*o++ = *p++;
