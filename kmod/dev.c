@@ -102,40 +102,93 @@ static u32 vdisk_file_block_size(struct file *file)
 	return i_blocksize(inode);
 }
 
+/* Can the device's sectors, from its offset, go to the file as direct I/O? */
 static bool vdisk_dio_possible(struct vdisk_device *vd)
 {
-	u32 align = vd->dio_align;
+	u32 align = vd->image.dio_align;
 
-	return align && align <= vd->sector_size &&
-	       !(vd->sector_size % align) && !(vd->image.offset % align);
+	return align && !(vd->sector_size % align) &&
+	       !(vd->image.offset % align);
 }
 
 /*
- * Can a raw device's discard and write-zeroes go to the file as
- * fallocate()?  A block
- * device takes only ranges aligned to its logical block size (EINVAL):
- * a device of smaller sectors, or an offset inside a block, would send it
- * others.  Without, the block layer writes zeros itself (BLKZEROOUT) and
- * refuses discards (EOPNOTSUPP) before they reach vdisk.
+ * The buffer alignment the device asks of its users, for its whole life
+ * whatever its cache mode (a request queued under one mode may run under
+ * the next): what the file system wants of direct I/O buffers and, where
+ * direct I/O is possible at all, its offset alignment too.  The file
+ * system takes only pieces of a request that are multiples of that
+ * alignment (iomap: bdev_iter_is_aligned()), and pieces end at page
+ * boundaries, so buffers aligned to it give such pieces: a 4 KiB-sector
+ * device on a 4 KiB-sector disk took a buffer 512 bytes into a page and
+ * failed with EIO on 6.1.
  */
-static bool vdisk_zeroing_aligned(struct vdisk_device *vd)
+static u32 vdisk_buf_align(struct vdisk_device *vd, u32 mem_align)
 {
-	struct inode *inode = vd->image.file->f_mapping->host;
-	u32 lbs;
+	u32 buf = max_t(u32, mem_align, SECTOR_SIZE);
 
-	/* qcow2 zeroes and frees in its metadata and in whole clusters. */
-	if (!S_ISBLK(inode->i_mode) ||
-	    vd->image.ops->format != VDISK_FORMAT_RAW)
-		return true;
-	lbs = bdev_logical_block_size(I_BDEV(inode));
-	return !(vd->sector_size % lbs) && !(vd->image.offset % lbs);
+	if (vdisk_dio_possible(vd))
+		buf = max(buf, vd->image.dio_align);
+	return buf;
+}
+
+/*
+ * Discard and write-zeroes, which go to the file as fallocate(), for a
+ * writable device on a file that has it.  Where they are not offered the
+ * block layer writes zeros itself (BLKZEROOUT) and refuses discards
+ * (EOPNOTSUPP) before they reach vdisk.
+ */
+static void vdisk_queue_cfg_zeroing(struct vdisk_device *vd,
+				    struct vdisk_queue_cfg *cfg, u32 bsize)
+{
+	struct file *file = vd->image.file;
+	struct inode *inode = file->f_mapping->host;
+	struct block_device *bdev = S_ISBLK(inode->i_mode) ?
+				    I_BDEV(inode) : NULL;
+	/* 6.1 splits at the maximum itself: keep it whole sectors. */
+	u32 max = round_down(UINT_MAX >> SECTOR_SHIFT,
+			     vd->sector_size >> SECTOR_SHIFT);
+	bool discard = true;
+
+	if (vdisk_dev_read_only(vd) || !file->f_op->fallocate)
+		return;
+	if (bdev && vd->image.ops->format == VDISK_FORMAT_RAW) {
+		u32 lbs = bdev_logical_block_size(bdev);
+
+		/*
+		 * A block device takes only ranges aligned to its logical
+		 * block size (EINVAL): a device of smaller sectors, or an
+		 * offset inside a block, would send it others.
+		 */
+		if (vd->sector_size % lbs || vd->image.offset % lbs)
+			return;
+		/*
+		 * A hole punched in a block device is a write-zeroes that
+		 * may unmap, with no fallback: only a disk that takes
+		 * write-zeroes can discard under a raw device (as under
+		 * loop).
+		 */
+		discard = bdev_write_zeroes_sectors(bdev);
+	} else if (bdev) {
+		/*
+		 * qcow2 zeroes and frees in its metadata and in whole
+		 * clusters; its punch of the file is advisory.
+		 */
+		discard = bdev_max_discard_sectors(bdev);
+	}
+
+	cfg->max_write_zeroes_sectors = max;
+	if (!discard)
+		return;
+	cfg->max_discard_sectors = max;
+	/* qcow2 frees whole clusters only. */
+	cfg->discard_granularity = vd->image.discard_granularity ?:
+				   max_t(u32, bsize, vd->sector_size);
 }
 
 static void vdisk_queue_cfg(struct vdisk_device *vd,
 			    struct vdisk_queue_cfg *cfg)
 {
 	struct file *file = vd->image.file;
-	struct inode *inode = file->f_mapping->host;
 	u32 bsize = vdisk_file_block_size(file);
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -149,39 +202,9 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 	cfg->io_min = cfg->physical_block_size;
 	cfg->max_hw_sectors = VDISK_MAX_HW_SECTORS;
 	cfg->max_segments = VDISK_MAX_SEGMENTS;
-	cfg->dma_alignment = vdisk_file_buf_align(file, vd->sector_size,
-						  vd->image.offset) - 1;
+	cfg->dma_alignment = vd->image.buf_align - 1;
 
-	if (!vdisk_dev_read_only(vd) && file->f_op->fallocate &&
-	    vdisk_zeroing_aligned(vd)) {
-		struct block_device *bdev = S_ISBLK(inode->i_mode) ?
-					    I_BDEV(inode) : NULL;
-		/*
-		 * A hole punched in a block device is a write-zeroes that
-		 * may unmap, with no fallback: only a disk that takes
-		 * write-zeroes can discard under a raw device (as under
-		 * loop).  qcow2 frees clusters in its metadata; its punch of
-		 * the file is advisory.
-		 */
-		bool discard = !bdev ||
-			       (vd->image.ops->format == VDISK_FORMAT_RAW ?
-				bdev_write_zeroes_sectors(bdev) :
-				bdev_max_discard_sectors(bdev));
-		/* 6.1 splits at the maximum itself: keep it whole sectors. */
-		u32 max = round_down(UINT_MAX >> SECTOR_SHIFT,
-				     vd->sector_size >> SECTOR_SHIFT);
-
-		if (discard) {
-			cfg->max_discard_sectors = max;
-			cfg->discard_granularity =
-				max_t(u32, bsize, vd->sector_size);
-			/* qcow2 frees whole clusters only. */
-			if (vd->image.discard_granularity)
-				cfg->discard_granularity =
-					vd->image.discard_granularity;
-		}
-		cfg->max_write_zeroes_sectors = max;
-	}
+	vdisk_queue_cfg_zeroing(vd, cfg, bsize);
 
 	/*
 	 * Where direct I/O may go to a file system that did not say it takes
@@ -191,7 +214,7 @@ static void vdisk_queue_cfg(struct vdisk_device *vd,
 	 * life, not the cache mode's, because a file system mounted on it
 	 * takes the setting only at mount, and the cache mode can change.
 	 */
-	cfg->stable_writes = vd->dio_guessed;
+	cfg->stable_writes = vd->image.dio_guessed;
 
 	/* Write-through syncs every write itself: no cache to flush. */
 	cfg->write_cache = vd->cache != VDISK_CACHE_WRITETHROUGH;
@@ -222,16 +245,16 @@ static int vdisk_pick_cache(struct vdisk_device *vd, enum vdisk_cache want,
 
 	/* Direct I/O by default only where the file system vouches for it. */
 	if (want == VDISK_CACHE_DEFAULT) {
-		*mode = dio && !vd->dio_guessed ? VDISK_CACHE_NONE :
+		*mode = dio && !vd->image.dio_guessed ? VDISK_CACHE_NONE :
 						  VDISK_CACHE_WRITEBACK;
 		return 0;
 	}
 	if (want == VDISK_CACHE_NONE && !dio) {
-		if (!vd->dio_align)
+		if (!vd->image.dio_align)
 			vdisk_nl_err(extack, "cache=none: backing file does not support direct I/O");
 		else
 			vdisk_nl_err(extack, "cache=none: offset and sector size must be multiples of %u",
-				     vd->dio_align);
+				     vd->image.dio_align);
 		return -EINVAL;
 	}
 	*mode = want;
@@ -246,6 +269,7 @@ static int vdisk_image_open(struct vdisk_device *vd, struct vdisk_config *cfg,
 {
 	struct vdisk_image *img = &vd->image;
 	const struct vdisk_format_ops *ops = NULL;
+	u32 mem_align;
 	int ret;
 
 	ret = vdisk_file_check(cfg->file, "image", extack);
@@ -281,6 +305,9 @@ static int vdisk_image_open(struct vdisk_device *vd, struct vdisk_config *cfg,
 	img->sizelimit = cfg->sizelimit;
 	img->writable = (cfg->file->f_mode & FMODE_WRITE) &&
 			cfg->file->f_op->write_iter;
+	img->dio_align = vdisk_file_dio_align(img->file, &mem_align,
+					      &img->dio_guessed);
+	img->buf_align = vdisk_buf_align(vd, mem_align);
 	if (cfg->path) {
 		img->path = kstrdup(cfg->path, GFP_KERNEL);
 		if (!img->path) {
@@ -360,7 +387,6 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	struct vdisk_queue_cfg qcfg;
 	struct vdisk_device *vd;
 	struct gendisk *disk;
-	u32 mem_align;
 	int ret;
 
 	lockdep_assert_held(&vdisk_devices_lock);
@@ -387,8 +413,6 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	if (!vd->image.writable)
 		vd->flags |= VDISK_FLAG_READ_ONLY;
 
-	vd->dio_align = vdisk_file_dio_align(vd->image.file, &mem_align,
-					     &vd->dio_guessed);
 	ret = vdisk_pick_cache(vd, cfg->cache, &vd->cache, extack);
 	if (ret)
 		goto out_close;

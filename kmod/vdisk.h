@@ -87,8 +87,6 @@ struct vdisk_device {
 	u32 flags;			/* VDISK_FLAG_* */
 	enum vdisk_cache cache;		/* mode in effect, never DEFAULT */
 	u32 sector_size;
-	u32 dio_align;			/* 0 when direct I/O is impossible */
-	bool dio_guessed;		/* dio_align assumed, not reported */
 
 	/*
 	 * Set by the first open while BOUND, under open_mutex.  Autoclear acts

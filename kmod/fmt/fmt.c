@@ -178,28 +178,6 @@ u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed)
 }
 
 /*
- * The buffer alignment a device of @sector_size sectors on @file (from
- * byte @offset) asks of its users, for the device's life whatever its
- * cache mode (a request queued under one mode may run under the next):
- * what the file system wants of direct I/O buffers and, where direct I/O
- * is possible at all, its offset alignment too.  The file system takes
- * only pieces of a request that are multiples of that alignment (iomap:
- * bdev_iter_is_aligned()), and pieces end at page boundaries, so buffers
- * aligned to it give such pieces: a 4 KiB-sector device on a 4 KiB-sector
- * disk took a buffer 512 bytes into a page and failed with EIO on 6.1.
- */
-u32 vdisk_file_buf_align(struct file *file, u32 sector_size, u64 offset)
-{
-	u32 mem_align, align = vdisk_file_dio_align(file, &mem_align, NULL);
-	u32 buf = max_t(u32, mem_align, SECTOR_SIZE);
-
-	if (align && align <= sector_size && !(sector_size % align) &&
-	    !(offset % align))
-		buf = max(buf, align);
-	return buf;
-}
-
-/*
  * fsync @file; on failure, drop its clean cached pages.  A write-back that
  * fails leaves the pages it could not write in the page cache, clean and
  * up to date: every buffered reader then sees data that is not on disk

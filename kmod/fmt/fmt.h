@@ -41,6 +41,16 @@ struct vdisk_image {
 	const char *snapshot;		/* attached snapshot, or NULL */
 	u64 cache_size;			/* metadata cache budget in bytes */
 	u32 discard_granularity;	/* 0: the file's block size */
+	/*
+	 * Direct I/O on the top layer's file, set before the format's open:
+	 * the offset alignment it takes (0: none), whether that was assumed
+	 * rather than reported (vdisk_file_dio_align()), and the buffer
+	 * alignment the device asks of its users for its whole life
+	 * (vdisk_image_open()).
+	 */
+	u32 dio_align;
+	bool dio_guessed;
+	u32 buf_align;
 };
 
 #define VDISK_MAGIC_MAX	16
@@ -102,7 +112,6 @@ int vdisk_file_check(struct file *file, const char *what,
 ssize_t vdisk_file_kvec_rw(struct file *file, void *buf, size_t len, u64 off,
 			   bool write);
 u32 vdisk_file_dio_align(struct file *file, u32 *mem_align, bool *guessed);
-u32 vdisk_file_buf_align(struct file *file, u32 sector_size, u64 offset);
 int vdisk_file_fsync(struct file *file, int datasync);
 void vdisk_file_drop_clean_pages(struct file *file);
 

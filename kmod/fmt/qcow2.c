@@ -396,7 +396,7 @@ static int vdisk_q2_add_lower(struct vdisk_q2 *q, unsigned int i,
 	/*
 	 * Direct reads only where they fit what the device's queue promises
 	 * (requests in multiples of the sector size, buffers and so pieces
-	 * aligned to @buf_align: vdisk_file_buf_align() of the top layer);
+	 * aligned to @buf_align: the top layer's, see vdisk_image_open());
 	 * otherwise a file system that checks (XFS on 4 KiB sectors under a
 	 * device of 512-byte sectors) refuses them with EINVAL.  Such a
 	 * layer is read buffered.
@@ -441,7 +441,6 @@ static int vdisk_q2_open(struct vdisk_image *img,
 	struct q2_info info;
 	struct vdisk_q2 *q;
 	unsigned int i;
-	u32 mem_align;
 	int ret;
 
 	q = kzalloc(sizeof(*q), GFP_KERNEL);
@@ -462,7 +461,7 @@ static int vdisk_q2_open(struct vdisk_image *img,
 	q->files[0] = img->file;
 	q->layers[0].path = img->path;
 	vdisk_q2_set_identity(&q->layers[0], img->file);
-	q->dio_align[0] = vdisk_file_dio_align(img->file, &mem_align, NULL);
+	q->dio_align[0] = img->dio_align;
 	ret = vdisk_q2_open_layer(q, 0, cfg->snapshot, cfg->cache_size,
 				  cfg->name[0] ? cfg->name : NULL,
 				  img->writable && !cfg->snapshot, extack);
@@ -472,9 +471,7 @@ static int vdisk_q2_open(struct vdisk_image *img,
 	for (i = 1; i < q->nr; i++) {
 		ret = vdisk_q2_add_lower(q, i, &cfg->backing[i - 1],
 					 cfg->name[0] ? cfg->name : NULL,
-					 cfg->sector_size,
-					 vdisk_file_buf_align(img->file,
-							      cfg->sector_size, 0),
+					 cfg->sector_size, img->buf_align,
 					 extack);
 		if (ret)
 			goto out_free;

@@ -123,7 +123,7 @@ static void vdisk_raw_queue(struct vdisk_device *vd, struct request *rq)
 	}
 	vdisk_rq_file_io(rq, img->file,
 			 img->offset + ((u64)blk_rq_pos(rq) << SECTOR_SHIFT),
-			 vd->dio_align);
+			 img->dio_align);
 }
 
 static bool vdisk_raw_queue_nowait(struct vdisk_device *vd,
@@ -135,7 +135,7 @@ static bool vdisk_raw_queue_nowait(struct vdisk_device *vd,
 		return false;
 	return vdisk_rq_try_nowait(rq, img->file,
 				   img->offset + ((u64)blk_rq_pos(rq) << SECTOR_SHIFT),
-				   vd->dio_align);
+				   img->dio_align);
 }
 
 const struct vdisk_format_ops vdisk_raw_ops = {
