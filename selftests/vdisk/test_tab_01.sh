@@ -107,9 +107,16 @@ out=$(VDISKTAB="$tab" "$VDISKCTL" attach-all --check tab_q 2>&1) || fail "VDISKT
 grep -q "^tab_q: vdiskctl attach --name tab_q --read-only --snapshot s1 --cache-size 262144 $VD_DIR/q.qcow2" <<<"$out" ||
 	fail "VDISKTAB: $out"
 
-# detach-all reports the same bad lines, and detaches the rest.
+# detach-all reports the same bad lines, and detaches the rest; also the
+# device of a line that became bad after its attach (tab-b's, now with an
+# unknown option).  Bad lines whose device is not attached say nothing
+# (bad7's line is valid: only its image is missing).
+sed -i 's/cache=writeback  #/cache=writeback,frob  #/' "$tab"
 out=$("$VDISKCTL" detach-all --tab "$tab" 2>"$VD_DIR/err") && fail "detach-all with bad lines exited 0"
-assert_eq "$(grep -c "^vdiskctl: detach-all $tab:" "$VD_DIR/err")" 11 "detach-all error lines"
+assert_eq "$(grep -c "^vdiskctl: detach-all $tab:" "$VD_DIR/err")" 12 "detach-all error lines"
+grep -q "^vdiskctl: detach-all $tab:4: unknown option 'frob'" "$VD_DIR/err" || fail "line 4 not reported"
+grep -q "^tab-b: detached /dev/vdisk" <<<"$out" || fail "the device of a line made bad was not detached: $out"
 grep -q "^tab.a: not attached" <<<"$out" || fail "detach-all: $out"
+grep -qE "^bad[^7]" <<<"$out" && fail "detach-all spoke of bad lines' names: $out"
 assert_eq "$(ls -d /sys/block/vdisk* 2>/dev/null | wc -l)" 0 "devices after detach-all"
 exit 0

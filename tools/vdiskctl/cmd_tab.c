@@ -270,15 +270,19 @@ int cmd_detach_all(int argc, char **argv)
 		have_tab = true;
 		if (t.errors)
 			ret = EXIT_OPERATION;
-		names = calloc(t.n + 1, sizeof(*names));
+		names = calloc(t.nnames + 1, sizeof(*names));
 		if (!names) {
 			errf(cmd, NULL, "%s", strerror(ENOMEM));
 			ret = EXIT_OPERATION;
 			goto out;
 		}
-		/* Last line first: an image may live on an earlier device. */
-		for (i = t.n; i-- > 0;)
-			names[n++] = t.v[i].name;
+		/*
+		 * Last line first: an image may live on an earlier device.
+		 * A bad line's device too, if attached: the line may have
+		 * been edited since.
+		 */
+		for (i = t.nnames; i-- > 0;)
+			names[n++] = t.names[i];
 	}
 	if (!n)
 		goto out;
@@ -296,7 +300,9 @@ int cmd_detach_all(int argc, char **argv)
 		const struct vdisk_info *d = find_attached(&attached, names[i]);
 
 		if (!d) {
-			printf("%s: not attached\n", names[i]);
+			/* Not worth a word for a bad line's name. */
+			if (!have_tab || tab_find(&t, names[i]))
+				printf("%s: not attached\n", names[i]);
 			continue;
 		}
 		struct vdisk_sel sel = { .name = names[i] };

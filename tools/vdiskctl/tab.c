@@ -262,6 +262,33 @@ static int parse_line(const char *cmd, struct tab *t, char *line,
 	return 0;
 }
 
+/* Note @line's first field in t->names if it is a valid name not seen yet. */
+static int note_name(struct tab *t, const char *line)
+{
+	size_t len = strcspn(line, " \t\r\n"), i;
+	const char *why;
+	char *name, **v;
+
+	name = strndup(line, len);
+	if (!name)
+		return -ENOMEM;
+	for (i = 0; i < t->nnames; i++)
+		if (!strcmp(t->names[i], name))
+			break;
+	if (i < t->nnames || !name_valid(name, &why)) {
+		free(name);
+		return 0;
+	}
+	v = realloc(t->names, (t->nnames + 1) * sizeof(*v));
+	if (!v) {
+		free(name);
+		return -ENOMEM;
+	}
+	t->names = v;
+	t->names[t->nnames++] = name;
+	return 0;
+}
+
 /* Whether a bad line is about one of @names (its first field). */
 static bool line_named(const char *line, char *const *names, int nnames)
 {
@@ -303,6 +330,11 @@ int tab_read(const char *cmd, const char *file, struct tab *t,
 		p += strspn(p, " \t\r\n");
 		if (!*p || *p == '#')
 			continue;
+		if (note_name(t, p)) {
+			errf(cmd, file, "%s", strerror(ENOMEM));
+			ret = -ENOMEM;
+			break;
+		}
 		quiet = nnames && !line_named(p, names, nnames);
 		errf_silent = quiet;
 		bad = parse_line(cmd, t, line, lineno, &e);
@@ -358,4 +390,9 @@ void tab_free(struct tab *t)
 	free(t->v);
 	t->v = NULL;
 	t->n = 0;
+	for (i = 0; i < t->nnames; i++)
+		free(t->names[i]);
+	free(t->names);
+	t->names = NULL;
+	t->nnames = 0;
 }

@@ -125,6 +125,13 @@ struct tab {
 	struct tab_entry *v;
 	size_t n;
 	unsigned int errors;	/* bad lines, each reported and skipped */
+	/*
+	 * The NAME of every line that starts with a valid one, bad lines
+	 * included, once each in file order: detach-all detaches the
+	 * device of a line that has become invalid since its attach.
+	 */
+	char **names;
+	size_t nnames;
 };
 
 #define VDISKTAB_DEFAULT "/etc/vdisktab"
