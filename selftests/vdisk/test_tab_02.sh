@@ -85,4 +85,14 @@ assert_eq "$out" "ib: detached $(grep -o '/dev/vdisk[0-9]*' <<<"$out")
 nosuchname: not attached" "detach-all NAMEs"
 expect_fail "not a device name" D /dev/vdisk0
 assert_eq "$(ls -d /sys/block/vdisk* 2>/dev/null | wc -l)" 0 "devices left"
+
+# A bad line of the same name before a valid one does not move the valid
+# line's device earlier in detach-all's order: ic is still detached first.
+sed -i "1i ic   relative.img" "$tab"
+A ia ib ic >/dev/null 2>&1 && fail "attach-all with a bad line exited 0"
+assert_eq "$(attached)" "ia ib ic " "attached with a bad line of ic's name"
+out=$(D 2>/dev/null) && fail "detach-all with a bad line exited 0"
+assert_eq "$(sed 's/ \/dev\/vdisk[0-9]*$//' <<<"$out")" "ic: detached
+ib: detached
+ia: detached" "detach-all order with a bad line of ic's name"
 exit 0

@@ -289,6 +289,28 @@ static int note_name(struct tab *t, const char *line)
 	return 0;
 }
 
+/*
+ * A valid line's NAME takes that line's place in t->names: a bad line of
+ * the same name before it must not move its device earlier in
+ * detach-all's order.  Every name noted so far is from this line or an
+ * earlier one, so this line's place is the end.
+ */
+static void name_to_end(struct tab *t, const char *name)
+{
+	size_t i;
+	char *keep;
+
+	for (i = 0; i < t->nnames; i++)
+		if (!strcmp(t->names[i], name))
+			break;
+	if (i == t->nnames)
+		return;
+	keep = t->names[i];
+	memmove(&t->names[i], &t->names[i + 1],
+		(t->nnames - i - 1) * sizeof(*t->names));
+	t->names[t->nnames - 1] = keep;
+}
+
 /* Whether a bad line is about one of @names (its first field). */
 static bool line_named(const char *line, char *const *names, int nnames)
 {
@@ -345,6 +367,7 @@ int tab_read(const char *cmd, const char *file, struct tab *t,
 				t->errors++;
 			continue;
 		}
+		name_to_end(t, e.name);
 		if (t->n == cap) {
 			size_t ncap = cap ? cap * 2 : 8;
 			struct tab_entry *v = realloc(t->v, ncap * sizeof(*v));
