@@ -262,20 +262,36 @@ static int parse_line(const char *cmd, struct tab *t, char *line,
 	return 0;
 }
 
-/* Note @line's first field in t->names if it is a valid name not seen yet. */
-static int note_name(struct tab *t, const char *line)
+/*
+ * Note the NAME @line starts with in t->names, if it is a valid one: a new
+ * name at the end; a name already noted moves to the end when @line is
+ * valid, so that a valid line's name takes that line's place and a bad
+ * line of the same name before it does not move its device earlier in
+ * detach-all's order.  Every name noted so far is from this line or an
+ * earlier one, so this line's place is the end.  @line's first field may
+ * already be cut off by a NUL (parse_line()).
+ */
+static int note_name(struct tab *t, const char *line, bool valid)
 {
 	size_t len = strcspn(line, " \t\r\n"), i;
 	const char *why;
 	char *name, **v;
 
+	for (i = 0; i < t->nnames; i++) {
+		if (strlen(t->names[i]) != len || strncmp(t->names[i], line, len))
+			continue;
+		if (valid) {
+			name = t->names[i];
+			memmove(&t->names[i], &t->names[i + 1],
+				(t->nnames - i - 1) * sizeof(*t->names));
+			t->names[t->nnames - 1] = name;
+		}
+		return 0;
+	}
 	name = strndup(line, len);
 	if (!name)
 		return -ENOMEM;
-	for (i = 0; i < t->nnames; i++)
-		if (!strcmp(t->names[i], name))
-			break;
-	if (i < t->nnames || !name_valid(name, &why)) {
+	if (!name_valid(name, &why)) {
 		free(name);
 		return 0;
 	}
@@ -287,28 +303,6 @@ static int note_name(struct tab *t, const char *line)
 	t->names = v;
 	t->names[t->nnames++] = name;
 	return 0;
-}
-
-/*
- * A valid line's NAME takes that line's place in t->names: a bad line of
- * the same name before it must not move its device earlier in
- * detach-all's order.  Every name noted so far is from this line or an
- * earlier one, so this line's place is the end.
- */
-static void name_to_end(struct tab *t, const char *name)
-{
-	size_t i;
-	char *keep;
-
-	for (i = 0; i < t->nnames; i++)
-		if (!strcmp(t->names[i], name))
-			break;
-	if (i == t->nnames)
-		return;
-	keep = t->names[i];
-	memmove(&t->names[i], &t->names[i + 1],
-		(t->nnames - i - 1) * sizeof(*t->names));
-	t->names[t->nnames - 1] = keep;
 }
 
 /* Whether a bad line is about one of @names (its first field). */
@@ -352,22 +346,22 @@ int tab_read(const char *cmd, const char *file, struct tab *t,
 		p += strspn(p, " \t\r\n");
 		if (!*p || *p == '#')
 			continue;
-		if (note_name(t, p)) {
-			errf(cmd, file, "%s", strerror(ENOMEM));
-			ret = -ENOMEM;
-			break;
-		}
 		quiet = nnames && !line_named(p, names, nnames);
 		errf_silent = quiet;
 		bad = parse_line(cmd, t, line, lineno, &e);
 		errf_silent = false;
+		if (note_name(t, p, !bad)) {
+			entry_free(&e);
+			errf(cmd, file, "%s", strerror(ENOMEM));
+			ret = -ENOMEM;
+			break;
+		}
 		if (bad) {
 			entry_free(&e);
 			if (!quiet)
 				t->errors++;
 			continue;
 		}
-		name_to_end(t, e.name);
 		if (t->n == cap) {
 			size_t ncap = cap ? cap * 2 : 8;
 			struct tab_entry *v = realloc(t->v, ncap * sizeof(*v));
