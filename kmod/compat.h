@@ -51,8 +51,9 @@ static inline void vdisk_cfg_to_limits(const struct vdisk_queue_cfg *cfg,
 	lim->max_hw_discard_sectors = cfg->max_discard_sectors;
 	lim->discard_granularity = cfg->discard_granularity;
 	lim->max_write_zeroes_sectors = cfg->max_write_zeroes_sectors;
+	/* Not rotational (6.11's default): a user may say otherwise. */
 	lim->features &= ~(BLK_FEAT_WRITE_CACHE | BLK_FEAT_FUA |
-			   BLK_FEAT_ROTATIONAL | BLK_FEAT_STABLE_WRITES);
+			   BLK_FEAT_STABLE_WRITES);
 	if (cfg->write_cache)
 		lim->features |= BLK_FEAT_WRITE_CACHE;
 	if (cfg->fua)
@@ -83,26 +84,50 @@ static inline int vdisk_compat_update_queue(struct gendisk *disk,
 
 #else /* < 6.11 */
 
+/*
+ * 6.1's setters also reset what a user tuned in sysfs (max_sectors_kb,
+ * discard_max_bytes, write_cache, rotational): call them only for values
+ * that change, as 6.12's limits update leaves the user's alone.  A user's
+ * lower discard_max_bytes is kept below a new maximum as 6.12 keeps it;
+ * one lost while the maximum was 0 (read-only) is not.
+ */
 static inline int vdisk_compat_update_queue(struct gendisk *disk,
 					    const struct vdisk_queue_cfg *cfg)
 {
 	struct request_queue *q = disk->queue;
+	struct queue_limits *lim = &q->limits;
 
 	blk_queue_logical_block_size(q, cfg->logical_block_size);
 	blk_queue_physical_block_size(q, cfg->physical_block_size);
 	blk_queue_io_min(q, cfg->io_min);
-	blk_queue_max_hw_sectors(q, cfg->max_hw_sectors);
+	/*
+	 * Compared as set: vdisk's maximum is a whole number of pages and
+	 * of every sector size, so the setter's rounding never changes it.
+	 */
+	if (lim->max_hw_sectors != cfg->max_hw_sectors)
+		blk_queue_max_hw_sectors(q, cfg->max_hw_sectors);
 	blk_queue_max_segments(q, cfg->max_segments);
 	blk_queue_dma_alignment(q, cfg->dma_alignment);
-	blk_queue_max_discard_sectors(q, cfg->max_discard_sectors);
-	q->limits.discard_granularity = cfg->discard_granularity;
+	if (lim->max_hw_discard_sectors != cfg->max_discard_sectors) {
+		unsigned int user = lim->max_discard_sectors;
+		bool lowered = user < lim->max_hw_discard_sectors;
+
+		blk_queue_max_discard_sectors(q, cfg->max_discard_sectors);
+		if (lowered)
+			lim->max_discard_sectors = min(user, cfg->max_discard_sectors);
+	}
+	lim->discard_granularity = cfg->discard_granularity;
 	blk_queue_max_write_zeroes_sectors(q, cfg->max_write_zeroes_sectors);
-	blk_queue_write_cache(q, cfg->write_cache, cfg->fua);
-	blk_queue_flag_set(QUEUE_FLAG_NONROT, q);
-	if (cfg->stable_writes)
-		blk_queue_flag_set(QUEUE_FLAG_STABLE_WRITES, q);
-	else
-		blk_queue_flag_clear(QUEUE_FLAG_STABLE_WRITES, q);
+	if (test_bit(QUEUE_FLAG_HW_WC, &q->queue_flags) != cfg->write_cache ||
+	    test_bit(QUEUE_FLAG_FUA, &q->queue_flags) != cfg->fua)
+		blk_queue_write_cache(q, cfg->write_cache, cfg->fua);
+	if (test_bit(QUEUE_FLAG_STABLE_WRITES, &q->queue_flags) !=
+	    cfg->stable_writes) {
+		if (cfg->stable_writes)
+			blk_queue_flag_set(QUEUE_FLAG_STABLE_WRITES, q);
+		else
+			blk_queue_flag_clear(QUEUE_FLAG_STABLE_WRITES, q);
+	}
 	return 0;
 }
 
@@ -112,8 +137,14 @@ vdisk_compat_alloc_disk(struct blk_mq_tag_set *set,
 {
 	struct gendisk *disk = blk_mq_alloc_disk(set, queuedata);
 
-	if (!IS_ERR(disk))
-		vdisk_compat_update_queue(disk, cfg);
+	if (IS_ERR(disk))
+		return disk;
+	blk_queue_flag_set(QUEUE_FLAG_NONROT, disk->queue);
+	/* A fresh queue may already hold a value vdisk wants: set all. */
+	blk_queue_max_hw_sectors(disk->queue, cfg->max_hw_sectors);
+	blk_queue_max_discard_sectors(disk->queue, cfg->max_discard_sectors);
+	blk_queue_write_cache(disk->queue, cfg->write_cache, cfg->fua);
+	vdisk_compat_update_queue(disk, cfg);
 	return disk;
 }
 

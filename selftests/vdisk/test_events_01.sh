@@ -53,5 +53,27 @@ assert_eq "$(cat $s/cache)" writethrough
 assert_eq "$(cat /sys/block/${DEV#/dev/}/queue/write_cache)" "write through"
 run "$VDISKCTL" set "$DEV" --no-autoclear --cache writeback
 assert_eq "$(cat /sys/block/${DEV#/dev/}/queue/write_cache)" "write back"
+
+# A user's queue tuning survives a change of cache mode or read-only flag
+# (6.1's setters used to put vdisk's own values back).
+q=/sys/block/${DEV#/dev/}/queue
+[ "$(cat $q/discard_max_bytes)" -gt $((1 << 20)) ] || fail "discard maximum: $(cat $q/discard_max_bytes)"
+echo 64 >$q/max_sectors_kb
+echo $((1 << 20)) >$q/discard_max_bytes
+echo "write through" >$q/write_cache
+echo 1 >$q/rotational
+tuned() {
+	assert_eq "$(cat $q/max_sectors_kb)" 64 "max_sectors_kb $1"
+	assert_eq "$(cat $q/write_cache)" "write through" "write_cache $1"
+	assert_eq "$(cat $q/rotational)" 1 "rotational $1"
+}
+run "$VDISKCTL" set "$DEV" --cache none
+run "$VDISKCTL" set "$DEV" --cache writeback
+tuned "after cache changes"
+assert_eq "$(cat $q/discard_max_bytes)" $((1 << 20)) "discard_max_bytes after cache changes"
+run "$VDISKCTL" set "$DEV" --read-only
+assert_eq "$(cat $q/discard_max_bytes)" 0 "discard_max_bytes read-only"
+run "$VDISKCTL" set "$DEV" --read-write
+tuned "after read-only and back"
 detach "$DEV"
 exit 0
