@@ -535,11 +535,15 @@ int vdisk_dev_del(struct vdisk_device *vd, bool lazy,
 	lockdep_assert_held(&vdisk_devices_lock);
 
 	mutex_lock(&disk->open_mutex);
+	/*
+	 * Its last close got there first (autoclear): as if the lookup had
+	 * not found it, which skips devices being detached.
+	 */
 	if (vd->state != VDISK_STATE_BOUND) {
 		mutex_unlock(&disk->open_mutex);
-		vdisk_nl_err(extack, "%s is already being detached",
+		vdisk_nl_err(extack, "%s is not attached (being detached)",
 			     disk->disk_name);
-		return -EBUSY;
+		return -ENODEV;
 	}
 	openers = disk_openers(disk);
 	if (openers) {

@@ -277,10 +277,21 @@ cancel:
 }
 
 /* Multicast @cmd about @vd; listeners are optional, so failures are not. */
+/*
+ * Cleared at module exit before the family is unregistered: the devices
+ * detached after that (and an autoclear still queued) must not send
+ * events to its group ids, which are then free for another family to
+ * take.  Under vdisk_devices_lock, which every notifier holds.
+ */
+static bool vdisk_nl_events = true;
+
 void vdisk_nl_notify(struct vdisk_device *vd, u8 cmd)
 {
 	struct sk_buff *skb;
 
+	lockdep_assert_held(&vdisk_devices_lock);
+	if (!vdisk_nl_events)
+		return;
 	skb = genlmsg_new(vdisk_nl_desc_size(vd), GFP_KERNEL);
 	if (!skb)
 		return;
@@ -320,7 +331,8 @@ static int vdisk_nl_check_admin(struct sk_buff *skb, struct genl_info *info)
 {
 	if (netlink_capable(skb, CAP_SYS_ADMIN))
 		return 0;
-	vdisk_nl_err(info->extack, "operation needs CAP_SYS_ADMIN");
+	/* A constant: no slot of 6.1's message ring for a flood of these. */
+	NL_SET_ERR_MSG(info->extack, "operation needs CAP_SYS_ADMIN");
 	return -EPERM;
 }
 
@@ -793,6 +805,17 @@ static struct genl_family vdisk_family __ro_after_init = {
 	.n_ops		= ARRAY_SIZE(vdisk_genl_ops),
 	.mcgrps		= vdisk_mcgrps,
 	.n_mcgrps	= ARRAY_SIZE(vdisk_mcgrps),
+	/*
+	 * Without it every handler runs under the genetlink mutex, which
+	 * every family without parallel_ops shares (nlctrl, taskstats, ...):
+	 * a SET or DEL whose fsync waits on a slow disk would hold up all of
+	 * them.  The handlers serialize on vdisk_devices_lock instead; what
+	 * ADD does before taking it touches only the request and the
+	 * caller's files.  Every handler still holds genetlink's cb_lock for
+	 * reading, so a family (un)registering meanwhile, and the requests
+	 * queued behind it, wait for such a SET: rare, and not ours to fix.
+	 */
+	.parallel_ops	= true,
 	/* resv_start_op 0: strict validation for every command. */
 };
 
@@ -803,5 +826,8 @@ int vdisk_nl_init(void)
 
 void vdisk_nl_exit(void)
 {
+	mutex_lock(&vdisk_devices_lock);
+	vdisk_nl_events = false;
+	mutex_unlock(&vdisk_devices_lock);
 	genl_unregister_family(&vdisk_family);
 }

@@ -1,0 +1,41 @@
+#!/bin/bash
+# A vdisk command that waits on the disk (SET's fsync of a write-back
+# cache, with the disk under the image suspended) holds only vdisk's own
+# lock, not the mutex every generic netlink family without parallel_ops
+# shares: `genl ctrl list` (nlctrl) still answers meanwhile.
+. ./lib.sh
+. ./fault_lib.sh
+command -v genl >/dev/null || skip "genl (iproute2) not installed"
+fl_setup 64
+img=$FL_MNT/w.img
+truncate -s 32M "$img"
+attach --cache writeback "$img"
+# Write-back mode writes through the image's page cache: 8 MiB stay dirty.
+run dd if=/dev/urandom of="$DEV" bs=1M count=8 oflag=direct status=none
+run dmsetup suspend --nolockfs --noflush "$FL_NAME"
+at_exit dmsetup resume "$FL_NAME"	# before a detach waits on it
+"$VDISKCTL" set "$DEV" --cache writethrough >"$VD_DIR/set.out" 2>&1 &
+setpid=$!
+# The SET is in the kernel's fsync, waiting on the disk (state D).
+for ((i = 0; i < 100; i++)); do
+	[ "$(awk '{ print $3 }' /proc/$setpid/stat 2>/dev/null)" = D ] && break
+	sleep 0.1
+done
+[ $i -lt 100 ] || fail "set did not wait for the suspended disk: $(cat "$VD_DIR/set.out")"
+# A task waiting on the genetlink mutex cannot be killed: poll, then
+# resume the disk either way so that nothing stays stuck.
+genl ctrl list >/dev/null 2>&1 &
+ctl=$!
+for ((i = 0; i < 100; i++)); do
+	kill -0 $ctl 2>/dev/null || break
+	sleep 0.1
+done
+run dmsetup resume "$FL_NAME"
+wait $ctl
+rc=$?
+[ $i -lt 100 ] || fail "genl ctrl list waited 10 s while vdisk's SET waited on the disk"
+[ $rc -eq 0 ] || fail "genl ctrl list failed (exit $rc)"
+wait $setpid || fail "set failed: $(cat "$VD_DIR/set.out")"
+assert_eq "$(cat /sys/block/${DEV#/dev/}/vdisk/cache)" writethrough "cache after set"
+detach "$DEV"
+exit 0
