@@ -40,6 +40,7 @@ module:
 
 tools:
 	$(MAKE) -C $(TOP)/tools/vdiskctl
+	$(MAKE) -C $(TOP)/selftests/vdisk
 
 # One out-of-tree build per kernel, from a symlink copy of the sources, so
 # objects of different kernels never mix.
@@ -200,4 +201,5 @@ help:
 clean:
 	-$(MAKE) -C $(KDIR) M=$(TOP) clean 2>/dev/null
 	-$(MAKE) -C $(TOP)/tools/vdiskctl clean
+	-$(MAKE) -C $(TOP)/selftests/vdisk clean
 	rm -rf $(BUILD)

@@ -24,6 +24,9 @@ expect_fail "invalid name 'vdisk3': vdiskN names a device by index" "$VDISKCTL" 
 expect_fail "invalid name '': empty name" "$VDISKCTL" attach --name "" "$img"
 expect_fail "unknown command" "$VDISKCTL" frobnicate
 expect_fail "unknown option '-X'" "$VDISKCTL" attach --autoclear -Xr "$img"
+# Inside a cluster, getopt has not moved past it: not the '--name' before.
+expect_fail "unknown option '-X'" "$VDISKCTL" attach --name=foo -Xr "$img"
+expect_fail "option '--read-only' takes no argument" "$VDISKCTL" attach --read-only=1 -r "$img"
 # cache=none where direct I/O is impossible (tmpfs) is an error, not a
 # silent fallback; the default falls back and says so in list.
 mkdir -p /tmp/vd-input && cp "$img" /tmp/vd-input/t.img
@@ -75,6 +78,18 @@ except g.NetlinkError as e:
     print("error:", e.msg)
     sys.exit(1)
 print("attached")' "$img" "$VD_GENL"
+
+# vdiskctl runs out of memory reading ADD's reply (the snapshot's name),
+# after the kernel attached: it detaches the device again.
+run qemu-img create -q -f qcow2 "$VD_DIR/s.qcow2" 16M
+run qemu-img snapshot -c vd-nomem "$VD_DIR/s.qcow2"
+[ nomem_preload.so -nt nomem_preload.c ] || fail "nomem_preload.so not built (make tools)"
+out=$(LD_PRELOAD=$PWD/nomem_preload.so NOMEM_STRDUP=vd-nomem \
+	"$VDISKCTL" attach --snapshot vd-nomem "$VD_DIR/s.qcow2" 2>&1) &&
+	fail "attach passed without memory for its reply: $out"
+grep -q "s.qcow2: Cannot allocate memory" <<<"$out" || fail "no ENOMEM: $out"
+grep -Eq "s.qcow2: vdisk[0-9]+ was attached; detached it again" <<<"$out" ||
+	fail "not detached: $out"
 
 # Nothing was left half-attached by any of the above.
 assert_eq "$(ls -d /sys/block/vdisk* 2>/dev/null | wc -l)" 0 "devices after bad input"

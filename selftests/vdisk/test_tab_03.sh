@@ -9,12 +9,17 @@
 
 cd "$VD_DIR"
 ln -s "$VDISKCTL" vdisk-generator
-cat >tab <<'TAB'
+# The longest names a unit takes: 239 bytes once each '-' is "\x2d".
+dashes=$(printf -- '-%.0s' {1..59})
+long=abc$dashes
+cat >tab <<TAB
 early    /var/lib/images/e.img   ro
 web-01   /srv/images/w.qcow2     cache=writeback
 net      /nfs/vm/n.img           noauto
 bad      relative.img
-sp       /var/lib/my\040images/s%.img
+sp       /var/lib/my\\040images/s%.img
+$long    /var/lib/images/l.img   noauto
+abcd$dashes /var/lib/images/m.img
 TAB
 cat >fstab <<'FSTAB'
 /dev/sda1        /              ext4  defaults 0 1
@@ -31,7 +36,8 @@ gen() { VDISKTAB=$VD_DIR/tab SYSTEMD_FSTAB=$VD_DIR/fstab ./vdisk-generator "$1" 
 mkdir out
 gen out 2>err && fail "generator passed a bad line"
 grep -q "^vdiskctl: vdisk-generator $VD_DIR/tab:4: IMAGE must be an absolute path" err || fail "bad line: $(cat err)"
-assert_eq "$(grep -c . err)" 1 "generator messages"
+grep -q "^vdiskctl: vdisk-generator $VD_DIR/tab:7: name 'abcd-*' is too long for a systemd unit" err || fail "long name: $(cat err)"
+assert_eq "$(grep -c . err)" 2 "generator messages"
 
 web=$(systemd-escape web-01)
 data=$(systemd-escape --path /mnt/my-data)
@@ -43,7 +49,8 @@ mnt-net.mount.d/50-vdisk.conf $data.mount.d $data.mount.d/50-vdisk.conf
 vdisk@early.service.d vdisk@early.service.d/50-vdisktab.conf
 vdisk@net.service.d vdisk@net.service.d/50-vdisktab.conf vdisk@sp.service.d
 vdisk@sp.service.d/50-vdisktab.conf vdisk@$web.service.d
-vdisk@$web.service.d/50-vdisktab.conf"
+vdisk@$web.service.d/50-vdisktab.conf vdisk@$(systemd-escape $long).service.d
+vdisk@$(systemd-escape $long).service.d/50-vdisktab.conf"
 assert_eq "$(cd out && find . | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' ')" \
 	"$(printf '%s\n' $expect | LC_ALL=C sort | tr '\n' ' ')" "generated files"
 assert_eq "$(readlink out/local-fs.target.wants/vdisk@early.service)" /lib/systemd/system/vdisk@.service "wants link"

@@ -163,7 +163,7 @@ static int parse_opts(int argc, char **argv, struct attach_opts *o)
 	int c, ret;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":ro:s:f:b:h", long_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":ro:s:f:b:h", long_opts)) != -1) {
 		enum attach_opt opt;
 
 		switch (c) {
@@ -329,10 +329,55 @@ static int attach_put_attrs(struct nl_msg *msg, const struct attach_opts *o)
 	return put_backing(msg, &o->chain);
 }
 
+/* The ADD reply, and the index it gave even if the rest was unreadable. */
+struct added {
+	struct vdisk_info *d;
+	bool known;
+	uint32_t index;
+};
+
 static int got_device(struct nlattr **tb, uint8_t cmd, void *arg)
 {
+	struct added *a = arg;
+
 	(void)cmd;
-	return dev_from_attrs(tb, arg);
+	if (tb[VDISK_ATTR_INDEX]) {
+		a->known = true;
+		a->index = nla_get_u32(tb[VDISK_ATTR_INDEX]);
+	}
+	return dev_from_attrs(tb, a->d);
+}
+
+/*
+ * The kernel attached a device but vdiskctl could not take in its reply
+ * (no memory to copy it): detach it again rather than leave a device
+ * nobody was told about.  One lazy DEL: udev's probe may hold it open for
+ * a moment, and a retry could hit another device that got the index
+ * after an autoclear.  ENODEV means it is gone already.  (A reply that
+ * fails to parse at all gives no index: got_device() never runs.)
+ */
+static void undo_add(struct vnl *nl, struct attach_opts *o,
+		     const struct added *a)
+{
+	struct vdisk_sel sel = { .by_index = true, .index = a->index };
+	struct nl_msg *msg = vnl_request(nl, VDISK_CMD_DEL, 0);
+	char dev[32];
+	int err;
+
+	snprintf(dev, sizeof(dev), VDISK_DISK_PREFIX "%u", a->index);
+	if (!msg || dev_put_selector(msg, &sel) < 0 ||
+	    nla_put_u32(msg, VDISK_ATTR_DEL_FLAGS, VDISK_DEL_LAZY) < 0) {
+		nlmsg_free(msg);
+		errf(o->cmd, image_obj(o), "%s is left attached: %s", dev,
+		     strerror(ENOMEM));
+		return;
+	}
+	err = vnl_call(nl, msg, NULL, NULL);
+	if (!err || err == -ENODEV)
+		errf(o->cmd, image_obj(o), "%s was attached; detached it again", dev);
+	else
+		errf(o->cmd, image_obj(o), "%s is left attached: %s", dev,
+		     nl->reason[0] ? nl->reason : strerror(-err));
 }
 
 /* devtmpfs creates the node on add_disk(); udev may still be renaming. */
@@ -361,6 +406,7 @@ static bool wait_for_node(const struct vdisk_info *d)
 int attach_image(struct vnl *nl, struct attach_opts *o, struct vdisk_info *d)
 {
 	const char *obj = image_obj(o);
+	struct added added = { .d = d };
 	struct nl_msg *msg;
 	int ret = EXIT_OPERATION;
 
@@ -377,17 +423,20 @@ int attach_image(struct vnl *nl, struct attach_opts *o, struct vdisk_info *d)
 		errf(o->cmd, obj, "%s", strerror(ENOMEM));
 		goto out;
 	}
-	if (vnl_call(nl, msg, got_device, d) < 0) {
+	if (vnl_call(nl, msg, got_device, &added) < 0) {
 		vnl_perror(nl, obj);
+		/* A reply came, so the kernel attached: undo it. */
+		if (added.known)
+			undo_add(nl, o, &added);
 		goto out_dev;
 	}
 	/* The kernel holds its own references now. */
 	close(o->fd);
 	o->fd = -1;
 	chain_close(&o->chain);
-	/* A description too big for the kernel's reply arrives as nothing. */
+	/* An ACK without a reply: the kernel never answers ADD so. */
 	if (!d->dev[0]) {
-		errf(o->cmd, obj, "attached, but the kernel's reply named no device");
+		errf(o->cmd, obj, "attached, but the kernel's reply named no device: see vdiskctl list");
 		goto out_dev;
 	}
 	if (!wait_for_node(d))

@@ -46,7 +46,7 @@ int cmd_detach(int argc, char **argv)
 	int c, i, ret = 0;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":alh", long_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":alh", long_opts)) != -1) {
 		switch (c) {
 		case 'a':
 			all = true;

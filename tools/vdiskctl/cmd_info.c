@@ -475,7 +475,7 @@ int cmd_info(int argc, char **argv)
 	int c, fd, ret = 0;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":Jh", long_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":Jh", long_opts)) != -1) {
 		switch (c) {
 		case 'J':
 			json = true;

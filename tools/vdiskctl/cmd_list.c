@@ -57,7 +57,7 @@ int cmd_list(int argc, char **argv)
 	int c, ret = 0;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":Jbh", long_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":Jbh", long_opts)) != -1) {
 		switch (c) {
 		case 'J':
 			json = true;

@@ -171,7 +171,7 @@ int cmd_monitor(int argc, char **argv)
 	int c, grp, ret;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":Jc:h", long_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":Jc:h", long_opts)) != -1) {
 		switch (c) {
 		case 'J':
 			m.json = true;

@@ -21,7 +21,7 @@ int cmd_resize(int argc, char **argv)
 	int c, ret;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":s:h", long_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":s:h", long_opts)) != -1) {
 		switch (c) {
 		case 's':
 			ret = get_size_arg(CMD, NULL, "size", optarg, &ch.size);

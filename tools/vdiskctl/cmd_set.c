@@ -64,7 +64,7 @@ int cmd_set(int argc, char **argv)
 	int c, ret;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":rwh", long_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":rwh", long_opts)) != -1) {
 		switch (c) {
 		case 'r':
 			ch.set_flags |= VDISK_SET_READ_ONLY;

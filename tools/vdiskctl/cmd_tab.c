@@ -168,7 +168,7 @@ int cmd_attach_all(int argc, char **argv)
 	size_t i, n;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":t:nh", attach_all_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":t:nh", attach_all_opts)) != -1) {
 		switch (c) {
 		case 't':
 			file = optarg;
@@ -228,7 +228,7 @@ int cmd_detach_all(int argc, char **argv)
 	int c, ret = 0;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":t:lh", detach_all_opts, NULL)) != -1) {
+	while ((c = next_opt(argc, argv, ":t:lh", detach_all_opts)) != -1) {
 		switch (c) {
 		case 't':
 			file = optarg;

@@ -197,6 +197,26 @@ static int split_fields(char *line, char **f, int max)
 	}
 }
 
+/*
+ * The generator makes a unit "vdisk@NAME.service" and its drop-in
+ * directory "vdisk@NAME.service.d", a file name of at most 255 bytes, with
+ * NAME escaped as systemd does.  Of the bytes a name may hold (name_valid:
+ * letters, digits and "._-:", not starting with '.'), it escapes only
+ * '-', as "\x2d".
+ */
+#define UNIT_INSTANCE_MAX	(255 - sizeof("vdisk@.service.d") + 1)
+
+static bool unit_name_fits(const char *name)
+{
+	size_t len = strlen(name);
+	const char *p;
+
+	for (p = name; *p; p++)
+		if (*p == '-')
+			len += 3;
+	return len <= UNIT_INSTANCE_MAX;
+}
+
 /* One non-blank, non-comment line; 0 with @e filled, or -1 (reported). */
 static int parse_line(const char *cmd, struct tab *t, char *line,
 		      unsigned int lineno, struct tab_entry *e)
@@ -227,6 +247,11 @@ static int parse_line(const char *cmd, struct tab *t, char *line,
 	}
 	if (!name_valid(f[0], &why)) {
 		errf(cmd, e->where, "invalid name '%s': %s", f[0], why);
+		return -1;
+	}
+	if (!unit_name_fits(f[0])) {
+		errf(cmd, e->where, "name '%s' is too long for a systemd unit (%zu bytes, each '-' counting 4)",
+		     f[0], UNIT_INSTANCE_MAX);
 		return -1;
 	}
 	for (i = 0; i < t->n; i++) {

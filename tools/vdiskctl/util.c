@@ -61,8 +61,19 @@ int usage_error(const char *cmd, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* optind before the last next_opt(): see opt_error(). */
+static int opt_optind;
+
+/* getopt_long, remembering where it started for opt_error(). */
+int next_opt(int argc, char **argv, const char *shortopts,
+	     const struct option *longopts)
+{
+	opt_optind = optind;
+	return getopt_long(argc, argv, shortopts, longopts, NULL);
+}
+
 /*
- * getopt_long with a leading ':' in optstring and opterr = 0 leaves the
+ * next_opt() with a leading ':' in shortopts and opterr = 0 leaves the
  * diagnostics to us.  A long option is reported as typed, without any
  * "=value".
  */
@@ -72,13 +83,12 @@ int opt_error(const char *cmd, int c, char **argv)
 	int len = strcspn(arg, "=");
 
 	/*
-	 * Inside a cluster ("-xJ"), getopt has not moved past the argument
-	 * yet and argv[optind - 1] is the one before: an unknown option with
-	 * a character (optopt) is a short one, unless it is a long option
-	 * given "=value" that takes none.
+	 * An error inside a cluster ("-Xr") leaves optind where it was, on
+	 * the cluster, and argv[optind - 1] is the argument before it; an
+	 * error on the cluster's last character moves optind past it.
+	 * Either way a short option has a character (optopt).
 	 */
-	if (strncmp(arg, "--", 2) != 0 ||
-	    (c == '?' && optopt && arg[len] != '=')) {
+	if (optind == opt_optind || strncmp(arg, "--", 2) != 0) {
 		if (c == ':')
 			return usage_error(cmd, "option '-%c' needs an argument", optopt);
 		return usage_error(cmd, "unknown option '-%c'", optopt);

@@ -3,6 +3,7 @@
 #ifndef VDISKCTL_H
 #define VDISKCTL_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -186,6 +187,8 @@ void errf(const char *cmd, const char *obj, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+int next_opt(int argc, char **argv, const char *shortopts,
+	     const struct option *longopts);
 int opt_error(const char *cmd, int c, char **argv);
 int parse_size(const char *s, uint64_t *out);
 int parse_u32(const char *s, uint32_t *out);
