@@ -680,6 +680,34 @@ static int vdisk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 	return ret ? ret : skb->len;
 }
 
+/*
+ * Leaving write-back mode writes the image's page cache back, which can
+ * take minutes on a slow disk.  Do that before taking vdisk_devices_lock,
+ * so that commands for other devices (and `vdiskctl list`) need not wait
+ * for it; the fsync under the lock, with the queue frozen, then finds
+ * little left.  An error here is the SET's error: the file's error cursor
+ * has moved past it, and the second fsync would not report it.
+ */
+static int vdisk_nl_presync(struct genl_info *info, u32 cache)
+{
+	struct vdisk_device *vd;
+	struct file *file = NULL;
+	int ret;
+
+	if (cache != VDISK_CACHE_NONE && cache != VDISK_CACHE_WRITETHROUGH)
+		return 0;
+	mutex_lock(&vdisk_devices_lock);
+	vd = vdisk_nl_lookup(info);
+	if (!IS_ERR(vd) && READ_ONCE(vd->cache) == VDISK_CACHE_WRITEBACK)
+		file = get_file(vd->image.file);
+	mutex_unlock(&vdisk_devices_lock);
+	if (!file)
+		return 0;	/* the locked path reports a missing device */
+	ret = vdisk_file_fsync(file, 0);
+	fput(file);
+	return ret;
+}
+
 static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **tb = info->attrs;
@@ -712,6 +740,11 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	if (!flags && !tb[VDISK_ATTR_CACHE] && !tb[VDISK_ATTR_SIZE]) {
 		NL_SET_ERR_MSG(info->extack, "nothing to change");
 		return -EINVAL;
+	}
+	if (tb[VDISK_ATTR_CACHE]) {
+		ret = vdisk_nl_presync(info, cache);
+		if (ret)
+			return ret;
 	}
 
 	mutex_lock(&vdisk_devices_lock);

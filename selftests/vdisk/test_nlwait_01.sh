@@ -1,8 +1,9 @@
 #!/bin/bash
 # A vdisk command that waits on the disk (SET's fsync of a write-back
-# cache, with the disk under the image suspended) holds only vdisk's own
-# lock, not the mutex every generic netlink family without parallel_ops
-# shares: `genl ctrl list` (nlctrl) still answers meanwhile.
+# cache, with the disk under the image suspended) holds neither the mutex
+# every generic netlink family without parallel_ops shares (`genl ctrl
+# list` still answers) nor, while it writes the cache back, vdisk's own
+# lock (`vdiskctl list` still answers).
 . ./lib.sh
 . ./fault_lib.sh
 command -v genl >/dev/null || skip "genl (iproute2) not installed"
@@ -22,19 +23,29 @@ for ((i = 0; i < 100; i++)); do
 	sleep 0.1
 done
 [ $i -lt 100 ] || fail "set did not wait for the suspended disk: $(cat "$VD_DIR/set.out")"
-# A task waiting on the genetlink mutex cannot be killed: poll, then
-# resume the disk either way so that nothing stays stuck.
+# A task waiting on a mutex cannot be killed: poll, then resume the disk
+# either way so that nothing stays stuck.
 genl ctrl list >/dev/null 2>&1 &
 ctl=$!
+"$VDISKCTL" list >"$VD_DIR/list.out" 2>&1 &
+list=$!
 for ((i = 0; i < 100; i++)); do
-	kill -0 $ctl 2>/dev/null || break
+	kill -0 $ctl 2>/dev/null || kill -0 $list 2>/dev/null || break
 	sleep 0.1
 done
+ctl_waited=$(kill -0 $ctl 2>/dev/null && echo 1)
+list_waited=$(kill -0 $list 2>/dev/null && echo 1)
 run dmsetup resume "$FL_NAME"
 wait $ctl
-rc=$?
-[ $i -lt 100 ] || fail "genl ctrl list waited 10 s while vdisk's SET waited on the disk"
-[ $rc -eq 0 ] || fail "genl ctrl list failed (exit $rc)"
+ctl_rc=$?
+wait $list
+list_rc=$?
+[ -z "$ctl_waited" ] || fail "genl ctrl list waited 10 s while vdisk's SET waited on the disk"
+[ $ctl_rc -eq 0 ] || fail "genl ctrl list failed (exit $ctl_rc)"
+# The write-back happens before the SET takes vdisk's own lock.
+[ -z "$list_waited" ] || fail "vdiskctl list waited 10 s while SET wrote the cache back"
+[ $list_rc -eq 0 ] || fail "vdiskctl list failed: $(cat "$VD_DIR/list.out")"
+grep -q "^$DEV " "$VD_DIR/list.out" || fail "list did not show $DEV: $(cat "$VD_DIR/list.out")"
 wait $setpid || fail "set failed: $(cat "$VD_DIR/set.out")"
 assert_eq "$(cat /sys/block/${DEV#/dev/}/vdisk/cache)" writethrough "cache after set"
 detach "$DEV"
