@@ -727,6 +727,28 @@ int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on)
 	return 0;
 }
 
+/*
+ * The image's file, with a reference, if a SET to @want would take the
+ * device out of write-back mode (its page cache is then written back
+ * before the SET takes vdisk_devices_lock: vdisk_nl_presync()); else NULL.
+ * Caller holds vdisk_devices_lock.
+ */
+struct file *vdisk_dev_leaving_writeback(struct vdisk_device *vd,
+					 enum vdisk_cache want)
+{
+	struct file *file = NULL;
+	enum vdisk_cache mode;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	mutex_lock(&vd->lock);
+	if (vd->cache == VDISK_CACHE_WRITEBACK &&
+	    !vdisk_pick_cache(vd, want, &mode, NULL) &&
+	    mode != VDISK_CACHE_WRITEBACK)
+		file = get_file(vd->image.file);
+	mutex_unlock(&vd->lock);
+	return file;
+}
+
 int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 			struct netlink_ext_ack *extack)
 {
@@ -747,7 +769,12 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 	 */
 	noio = vdisk_dev_freeze(vd);
 	ret = vdisk_file_fsync(vd->image.file, 0);
-	if (!ret) {
+	if (ret && vd->image.writable) {
+		/* The error is the SET's, and the device's writers' too. */
+		WRITE_ONCE(vd->wb_error, ret);
+		if (vd->image.ops->flush_failed)
+			vd->image.ops->flush_failed(&vd->image, ret);
+	} else if (!ret) {
 		WRITE_ONCE(vd->cache, mode);
 		vdisk_drop_page_cache(vd);
 		vdisk_queue_cfg(vd, &qcfg);

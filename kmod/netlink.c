@@ -10,6 +10,8 @@
 #include <linux/ctype.h>
 #include <linux/file.h>
 #include <linux/log2.h>
+#include <linux/pagemap.h>
+#include <linux/sched/mm.h>
 #include <net/genetlink.h>
 
 #include "compat.h"
@@ -336,32 +338,40 @@ static int vdisk_nl_check_admin(struct sk_buff *skb, struct genl_info *info)
 	return -EPERM;
 }
 
-/* Find the device that INDEX or NAME selects.  Caller holds the lock. */
-static struct vdisk_device *vdisk_nl_lookup(struct genl_info *info)
+/* The device INDEX or NAME selects, or NULL.  Caller holds the lock. */
+static struct vdisk_device *vdisk_nl_find(struct genl_info *info)
 {
-	struct vdisk_device *vd;
-
 	if (info->attrs[VDISK_ATTR_INDEX]) {
 		u32 index = nla_get_u32(info->attrs[VDISK_ATTR_INDEX]);
 
-		vd = index <= INT_MAX ? vdisk_dev_find(index, NULL) : NULL;
-		if (!vd)
-			vdisk_nl_attr_err(info, VDISK_ATTR_INDEX,
-					  VDISK_DISK_PREFIX "%u is not attached",
-					  index);
-	} else if (info->attrs[VDISK_ATTR_NAME]) {
-		const char *name = nla_data(info->attrs[VDISK_ATTR_NAME]);
+		return index <= INT_MAX ? vdisk_dev_find(index, NULL) : NULL;
+	}
+	if (info->attrs[VDISK_ATTR_NAME])
+		return vdisk_dev_find(-1, nla_data(info->attrs[VDISK_ATTR_NAME]));
+	return NULL;
+}
 
-		vd = vdisk_dev_find(-1, name);
-		if (!vd)
-			vdisk_nl_attr_err(info, VDISK_ATTR_NAME,
-					  "no device is named \"%s\"", name);
+/* vdisk_nl_find(), saying why there is none.  Caller holds the lock. */
+static struct vdisk_device *vdisk_nl_lookup(struct genl_info *info)
+{
+	struct vdisk_device *vd = vdisk_nl_find(info);
+
+	if (vd)
+		return vd;
+	if (info->attrs[VDISK_ATTR_INDEX]) {
+		vdisk_nl_attr_err(info, VDISK_ATTR_INDEX,
+				  VDISK_DISK_PREFIX "%u is not attached",
+				  nla_get_u32(info->attrs[VDISK_ATTR_INDEX]));
+	} else if (info->attrs[VDISK_ATTR_NAME]) {
+		vdisk_nl_attr_err(info, VDISK_ATTR_NAME,
+				  "no device is named \"%s\"",
+				  (const char *)nla_data(info->attrs[VDISK_ATTR_NAME]));
 	} else {
 		NL_SET_ERR_MSG(info->extack,
 			       "INDEX or NAME must select a device");
 		return ERR_PTR(-EINVAL);
 	}
-	return vd ? vd : ERR_PTR(-ENODEV);
+	return ERR_PTR(-ENODEV);
 }
 
 /*
@@ -685,27 +695,37 @@ static int vdisk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
  * take minutes on a slow disk.  Do that before taking vdisk_devices_lock,
  * so that commands for other devices (and `vdiskctl list`) need not wait
  * for it; the fsync under the lock, with the queue frozen, then finds
- * little left.  An error here is the SET's error: the file's error cursor
- * has moved past it, and the second fsync would not report it.
+ * little left.  Errors are left to that fsync: vfs_fsync() here would
+ * advance the file's error cursor, and a FLUSH or a qcow2 metadata flush
+ * running meanwhile on the same file would miss the error.
  */
-static int vdisk_nl_presync(struct genl_info *info, u32 cache)
+static void vdisk_nl_presync(struct genl_info *info, u32 cache)
 {
 	struct vdisk_device *vd;
 	struct file *file = NULL;
-	int ret;
+	unsigned int noio;
+	int err;
 
-	if (cache != VDISK_CACHE_NONE && cache != VDISK_CACHE_WRITETHROUGH)
-		return 0;
 	mutex_lock(&vdisk_devices_lock);
-	vd = vdisk_nl_lookup(info);
-	if (!IS_ERR(vd) && READ_ONCE(vd->cache) == VDISK_CACHE_WRITEBACK)
-		file = get_file(vd->image.file);
+	vd = vdisk_nl_find(info);
+	if (vd)
+		file = vdisk_dev_leaving_writeback(vd, cache);
 	mutex_unlock(&vdisk_devices_lock);
 	if (!file)
-		return 0;	/* the locked path reports a missing device */
-	ret = vdisk_file_fsync(file, 0);
+		return;
+	/* As the locked fsync: reclaim must not write into a vdisk here. */
+	noio = memalloc_noio_save();
+	err = filemap_fdatawrite(file->f_mapping);
+	/*
+	 * Returned only (ext4 dropping pages it cannot allocate): record it
+	 * where the locked fsync will find it, as the kernel's own
+	 * write-back does.
+	 */
+	if (err)
+		mapping_set_error(file->f_mapping, err);
+	filemap_fdatawait_keep_errors(file->f_mapping);
+	memalloc_noio_restore(noio);
 	fput(file);
-	return ret;
 }
 
 static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
@@ -741,11 +761,8 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		NL_SET_ERR_MSG(info->extack, "nothing to change");
 		return -EINVAL;
 	}
-	if (tb[VDISK_ATTR_CACHE]) {
-		ret = vdisk_nl_presync(info, cache);
-		if (ret)
-			return ret;
-	}
+	if (tb[VDISK_ATTR_CACHE])
+		vdisk_nl_presync(info, cache);
 
 	mutex_lock(&vdisk_devices_lock);
 	vd = vdisk_nl_lookup(info);

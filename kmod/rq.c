@@ -633,6 +633,7 @@ static void vdisk_io_work(struct work_struct *work)
 	struct request *rq = vdisk_io_rq(io);
 	struct vdisk_device *vd = rq->q->queuedata;
 	unsigned int noio;
+	int err;
 
 	/*
 	 * Memory allocated while serving this request must not recurse into
@@ -642,6 +643,9 @@ static void vdisk_io_work(struct work_struct *work)
 	if (op_is_write(req_op(rq)) && req_op(rq) != REQ_OP_FLUSH &&
 	    vdisk_dev_read_only(vd))
 		vdisk_rq_end(rq, -EROFS);
+	else if (req_op(rq) == REQ_OP_FLUSH && READ_ONCE(vd->wb_error) &&
+		 (err = xchg(&vd->wb_error, 0)))
+		vdisk_rq_end(rq, err);	/* see vdisk_dev_set_cache() */
 	else
 		vd->image.ops->queue(vd, rq);
 	memalloc_noio_restore(noio);

@@ -89,6 +89,13 @@ struct vdisk_device {
 	u32 sector_size;
 
 	/*
+	 * A write-back error that a cache-mode change's fsync took from the
+	 * file (vfs_fsync moves the file's error cursor past it): the next
+	 * FLUSH reports it, once, since the writes were the device's.
+	 */
+	int wb_error;
+
+	/*
 	 * Set by the first open while BOUND, under open_mutex.  Autoclear acts
 	 * only on the last close of such an opener: add_disk()'s partition
 	 * scan also opens and closes the disk, and on 6.12 its close is a
@@ -123,6 +130,8 @@ int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 			    struct netlink_ext_ack *extack);
 int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on);
+struct file *vdisk_dev_leaving_writeback(struct vdisk_device *vd,
+					 enum vdisk_cache want);
 int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache cache,
 			struct netlink_ext_ack *extack);
 u64 vdisk_dev_size(struct vdisk_device *vd);

@@ -79,6 +79,9 @@ struct vdisk_image {
  * @resize: optional; change the virtual size to @size bytes (a multiple of
  *	the sector size) in the image itself; the device core then updates
  *	the capacity.  Formats without it take their size from the file.
+ * @flush_failed: optional; the device core's own fsync of the top file
+ *	failed with @err (a cache-mode change, queue frozen): what the format
+ *	wrote since its last flush may not be on disk.
  */
 struct vdisk_format_ops {
 	enum vdisk_format format;
@@ -95,6 +98,7 @@ struct vdisk_format_ops {
 	void (*end_request)(struct vdisk_device *vd, struct request *rq);
 	int (*resize)(struct vdisk_image *img, u64 size,
 		      struct netlink_ext_ack *extack);
+	void (*flush_failed)(struct vdisk_image *img, int err);
 };
 
 extern const struct vdisk_format_ops vdisk_raw_ops;

@@ -884,6 +884,13 @@ static int vdisk_q2_resize(struct vdisk_image *img, u64 size,
 	return 0;
 }
 
+static void vdisk_q2_flush_failed(struct vdisk_image *img, int err)
+{
+	struct vdisk_q2 *q = img->priv;
+
+	q2_flush_failed(q->layers[0].img, err);
+}
+
 const struct vdisk_format_ops vdisk_qcow2_ops = {
 	.format		= VDISK_FORMAT_QCOW2,
 	.name		= "qcow2",
@@ -896,4 +903,5 @@ const struct vdisk_format_ops vdisk_qcow2_ops = {
 	.queue_nowait	= vdisk_q2_queue_nowait,
 	.end_request	= vdisk_q2_end_request,
 	.resize		= vdisk_q2_resize,
+	.flush_failed	= vdisk_q2_flush_failed,
 };

@@ -39,9 +39,14 @@ expect_ioerr dd if="$VD_DIR/a" of="$DEV" bs=1M seek=16 oflag=direct conv=fsync s
 expect_ioerr dd if="$VD_DIR/a" of="$DEV" bs=1M seek=24 count=1 oflag=direct,sync status=none
 # Reads still work during a write fault.
 assert_eq "$(sha_range "$DEV" 0 4)" "$sha_a" "reads during a write fault"
-# Leaving writeback mode flushes, which fails too.
+# Leaving writeback mode flushes, which fails too.  The write-back error
+# that fsync took is the device's as well: its next flush reports it,
+# once, with the fault gone.
+run dd if="$VD_DIR/b" of="$DEV" bs=1M seek=28 count=2 oflag=direct status=none
 expect_ioerr "$VDISKCTL" set "$DEV" --cache none
 fl_fault linear
+expect_ioerr python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_WRONLY))' "$DEV"
+run python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_WRONLY))' "$DEV"
 run "$VDISKCTL" set "$DEV" --cache none
 fl_fault ewrites "$img"
 expect_ioerr dd if="$VD_DIR/a" of="$DEV" bs=1M seek=16 count=1 oflag=direct status=none

@@ -120,5 +120,20 @@ PY
 ) || fail "reading the image with O_DIRECT"
 assert_eq "$cached" "$ondisk" "the image as the page cache and as the disk hold it after a failed flush"
 log "failed flush: the page cache holds what the disk holds"
+
+# 5. Leaving write-back mode fsyncs the image; when that fails, what qcow2
+#    wrote since its last flush may not be on disk: it refuses writes as
+#    after a failed flush of its own, and the next flush reports the loss.
+img3=$FL_MNT/s.qcow2
+run qemu-img create -q -f qcow2 "$img3" 16M
+run fallocate -n -l 32M "$img3"
+attach --cache writeback "$img3"
+run dd if="$VD_DIR/a" of="$DEV" bs=1M count=2 oflag=direct status=none
+fl_fault ewrites "$img3"
+expect_ioerr "$VDISKCTL" set "$DEV" --cache none
+fl_fault linear
+expect_ioerr python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_WRONLY))' "$DEV"
+expect_ioerr dd if="$VD_DIR/b" of="$DEV" bs=1M count=1 seek=4 oflag=direct status=none
+detach "$DEV"
 log "faults seen by callers: $FL_FAULTS"
 exit 0

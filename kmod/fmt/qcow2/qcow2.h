@@ -523,6 +523,15 @@ u32 q2_zero_granule(const struct q2_image *img);
 int q2_flush(struct q2_image *img);
 
 /*
+ * The image's file failed to flush outside q2_flush() (the device's
+ * cache-mode change fsyncs it): pages the core wrote may not be on disk,
+ * so the image is handled as after a failed flush of its own (writes
+ * refused, marked corrupt).  Nothing for an image opened read-only.
+ * Takes flush_lock and meta.
+ */
+void q2_flush_failed(struct q2_image *img, int err);
+
+/*
  * Grow the virtual size to @new_size (a multiple of 512): the L1 table is
  * moved to a larger one if needed.  The new range is unallocated, so over
  * a backing file it reads the backing file (call q2_zero() over it to

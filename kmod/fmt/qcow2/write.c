@@ -63,6 +63,18 @@ int q2_meta_write(struct q2_image *img, const void *buf, size_t len, u64 off,
 	return 0;
 }
 
+void q2_flush_failed(struct q2_image *img, int err)
+{
+	/* Nothing of ours to lose, and a header vdisk must not change. */
+	if (!img->writable)
+		return;
+	q2_mutex_lock(&img->flush_lock);
+	q2_mutex_lock(&img->meta);
+	q2_write_failed(img, "flushing the file", err);
+	q2_mutex_unlock(&img->meta);
+	q2_mutex_unlock(&img->flush_lock);
+}
+
 int q2_file_flush(struct q2_image *img)
 {
 	int ret;
