@@ -93,12 +93,17 @@ out=$(qemu-img check "$img" 2>&1) || { echo "$out"; fail "qemu-img check after t
 #    flush made qemu-img check -r all repair an L2 table the disk did not
 #    have; the next attach dropped the cache, and the clusters that table
 #    mapped were lost: step 3 failed about one run in ten.)
+# A new 16 MiB qcow2 image FILE, its tail preallocated, attached with
+# cache MODE, COUNT MiB written to it, then its writes fail.
+faulty_image() {	# FILE MODE COUNT
+	run qemu-img create -q -f qcow2 "$1" 16M
+	run fallocate -n -l 32M "$1"
+	attach --cache "$2" "$1"
+	run dd if="$VD_DIR/a" of="$DEV" bs=1M count="$3" oflag=direct status=none
+	fl_fault ewrites "$1"
+}
 img2=$FL_MNT/p.qcow2
-run qemu-img create -q -f qcow2 "$img2" 16M
-run fallocate -n -l 32M "$img2"
-attach --cache none "$img2"
-run dd if="$VD_DIR/a" of="$DEV" bs=1M count=1 oflag=direct status=none
-fl_fault ewrites "$img2"
+faulty_image "$img2" none 1
 python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_WRONLY))' "$DEV" 2>/dev/null &&
 	fail "a flush succeeded while writes fail"
 FL_FAULTS=$((FL_FAULTS + 1))
@@ -124,12 +129,7 @@ log "failed flush: the page cache holds what the disk holds"
 # 5. Leaving write-back mode fsyncs the image; when that fails, what qcow2
 #    wrote since its last flush may not be on disk: it refuses writes as
 #    after a failed flush of its own, and the next flush reports the loss.
-img3=$FL_MNT/s.qcow2
-run qemu-img create -q -f qcow2 "$img3" 16M
-run fallocate -n -l 32M "$img3"
-attach --cache writeback "$img3"
-run dd if="$VD_DIR/a" of="$DEV" bs=1M count=2 oflag=direct status=none
-fl_fault ewrites "$img3"
+faulty_image "$FL_MNT/s.qcow2" writeback 2
 expect_ioerr "$VDISKCTL" set "$DEV" --cache none
 fl_fault linear
 expect_ioerr python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_WRONLY))' "$DEV"
