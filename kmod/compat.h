@@ -140,10 +140,7 @@ vdisk_compat_alloc_disk(struct blk_mq_tag_set *set,
 	if (IS_ERR(disk))
 		return disk;
 	blk_queue_flag_set(QUEUE_FLAG_NONROT, disk->queue);
-	/* A fresh queue may already hold a value vdisk wants: set all. */
-	blk_queue_max_hw_sectors(disk->queue, cfg->max_hw_sectors);
-	blk_queue_max_discard_sectors(disk->queue, cfg->max_discard_sectors);
-	blk_queue_write_cache(disk->queue, cfg->write_cache, cfg->fua);
+	/* A value the fresh queue already holds is skipped, as it may be. */
 	vdisk_compat_update_queue(disk, cfg);
 	return disk;
 }
