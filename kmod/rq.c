@@ -627,6 +627,25 @@ void vdisk_rq_file_io(struct request *rq, struct file *file, loff_t pos,
 /* ---------------------------------------------------------------------- */
 /* blk-mq operations                                                      */
 
+/*
+ * The write-back error a failed `set --cache` kept (vdisk_dev_set_cache())
+ * goes to the first request that asks for durability, as a file's goes to
+ * the first fsync or O_DSYNC write after it: a FLUSH, a FUA write, or any
+ * write while in write-through mode, which gets no FLUSH.  Such writes do
+ * not start inline while an error is kept (vdisk_try_inline()).
+ */
+static int vdisk_take_wb_error(struct vdisk_device *vd, struct request *rq)
+{
+	if (likely(!READ_ONCE(vd->wb_error)))
+		return 0;
+	if (req_op(rq) != REQ_OP_FLUSH &&
+	    !(op_is_write(req_op(rq)) &&
+	      ((rq->cmd_flags & REQ_FUA) ||
+	       READ_ONCE(vd->cache) == VDISK_CACHE_WRITETHROUGH)))
+		return 0;
+	return xchg(&vd->wb_error, 0);
+}
+
 static void vdisk_io_work(struct work_struct *work)
 {
 	struct vdisk_io *io = container_of(work, struct vdisk_io, work);
@@ -643,9 +662,8 @@ static void vdisk_io_work(struct work_struct *work)
 	if (op_is_write(req_op(rq)) && req_op(rq) != REQ_OP_FLUSH &&
 	    vdisk_dev_read_only(vd))
 		vdisk_rq_end(rq, -EROFS);
-	else if (req_op(rq) == REQ_OP_FLUSH && READ_ONCE(vd->wb_error) &&
-		 (err = xchg(&vd->wb_error, 0)))
-		vdisk_rq_end(rq, err);	/* see vdisk_dev_set_cache() */
+	else if ((err = vdisk_take_wb_error(vd, rq)))
+		vdisk_rq_end(rq, err);
 	else
 		vd->image.ops->queue(vd, rq);
 	memalloc_noio_restore(noio);
@@ -709,9 +727,14 @@ static bool vdisk_batch(struct vdisk_device *vd, struct vdisk_hctx *vq,
  */
 static bool vdisk_try_inline(struct vdisk_device *vd, struct request *rq)
 {
-	/* Writes to a read-only device go to the worker, which refuses them. */
+	/*
+	 * Writes to a read-only device go to the worker, which refuses them,
+	 * and so do all writes while a write-back error is kept, for the
+	 * worker to hand it to the first that asks for durability.
+	 */
 	return vd->image.ops->queue_nowait &&
-	       !(op_is_write(req_op(rq)) && vdisk_dev_read_only(vd)) &&
+	       !(op_is_write(req_op(rq)) &&
+		 (vdisk_dev_read_only(vd) || READ_ONCE(vd->wb_error))) &&
 	       vd->image.ops->queue_nowait(vd, rq);
 }
 

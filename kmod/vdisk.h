@@ -91,7 +91,9 @@ struct vdisk_device {
 	/*
 	 * A write-back error that a cache-mode change's fsync took from the
 	 * file (vfs_fsync moves the file's error cursor past it): the next
-	 * FLUSH reports it, once, since the writes were the device's.
+	 * request that asks for durability (a FLUSH, a FUA write, any write
+	 * in write-through mode) reports it, once, since the writes were the
+	 * device's (vdisk_take_wb_error()).
 	 */
 	int wb_error;
 

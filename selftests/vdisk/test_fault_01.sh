@@ -47,6 +47,16 @@ expect_ioerr "$VDISKCTL" set "$DEV" --cache none
 fl_fault linear
 expect_ioerr python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_WRONLY))' "$DEV"
 run python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_WRONLY))' "$DEV"
+# The same, but the device enters write-through mode before any flush:
+# such a device gets no flush, so its first write reports the error.
+run "$VDISKCTL" set "$DEV" --cache writeback
+fl_fault ewrites "$img"
+run dd if="$VD_DIR/b" of="$DEV" bs=1M seek=28 count=2 oflag=direct status=none
+expect_ioerr "$VDISKCTL" set "$DEV" --cache none
+fl_fault linear
+run "$VDISKCTL" set "$DEV" --cache writethrough
+expect_ioerr dd if="$VD_DIR/b" of="$DEV" bs=1M seek=28 count=1 oflag=direct status=none
+run dd if="$VD_DIR/b" of="$DEV" bs=1M seek=28 count=2 oflag=direct status=none
 run "$VDISKCTL" set "$DEV" --cache none
 fl_fault ewrites "$img"
 expect_ioerr dd if="$VD_DIR/a" of="$DEV" bs=1M seek=16 count=1 oflag=direct status=none
