@@ -41,6 +41,7 @@
 #define Q2_OFLAG_COMPRESSED	BIT_ULL(62)
 #define Q2_OFLAG_ZERO		BIT_ULL(0)
 #define Q2_MAX_HOST_OFFSET	BIT_ULL(56)
+#define Q2_RB_FILTER_BITS	4096U
 #define Q2_SECTOR_BITS		9
 
 #define Q2_SUBCLUSTERS		32
@@ -236,6 +237,13 @@ struct q2_image {
 	u64 *rt;
 	u32 rt_entries;			/* entries in the table on disk */
 	u32 rt_mem;			/* entries in @rt; past them, zeros */
+	/*
+	 * Bit (cluster index % Q2_RB_FILTER_BITS) set for every refcount
+	 * block: a lock-free "surely not a refcount block" for the write
+	 * fast path, and the cheap first test of q2_is_refblock().  Bits
+	 * are only ever set (refcount blocks are never freed).
+	 */
+	u64 rb_filter[Q2_RB_FILTER_BITS / 64];
 	u32 rb_bits;			/* log2 of refcounts per block */
 	u64 rc_max;
 	u64 free_hint;			/* cluster index; none free below */
@@ -274,6 +282,8 @@ int q2_l2_writeback(struct q2_image *img);
 /* map.c */
 int q2_check_l2_offset(struct q2_image *img, u64 l2_off, u64 l1_index);
 const char *q2_hits_metadata(const struct q2_image *img, u64 off, u64 len);
+const char *q2_write_hits_metadata(const struct q2_image *img, u64 off,
+				   u64 len);
 int q2_check_entry(struct q2_image *img, u64 e, u64 bm, u64 guest);
 
 /* refcount.c (all under meta) */
@@ -341,6 +351,29 @@ static inline u64 q2_min64(u64 a, u64 b)
 static inline u64 q2_rt_block(const struct q2_image *img, u64 bi)
 {
 	return bi < img->rt_mem ? img->rt[bi] : 0;
+}
+
+/* Bytes of the file that may hold metadata: what the file had, or more. */
+static inline u64 q2_meta_limit(const struct q2_image *img)
+{
+	return q2_max64(q2_load(&img->file_size), q2_load(&img->alloc_end));
+}
+
+/* Note the refcount block at host offset @off in img->rb_filter. */
+static inline void q2_rb_filter_add(struct q2_image *img, u64 off)
+{
+	u64 bit = (off >> img->cluster_bits) % Q2_RB_FILTER_BITS;
+
+	q2_store(&img->rb_filter[bit / 64],
+		 q2_load(&img->rb_filter[bit / 64]) | (1ULL << (bit % 64)));
+}
+
+/* False if the cluster at @off is surely no refcount block (no lock). */
+static inline bool q2_rb_filter_maybe(const struct q2_image *img, u64 off)
+{
+	u64 bit = (off >> img->cluster_bits) % Q2_RB_FILTER_BITS;
+
+	return q2_load(&img->rb_filter[bit / 64]) & (1ULL << (bit % 64));
 }
 
 /* Entries to hold (rt_mem) so that the first @need are: whole steps of

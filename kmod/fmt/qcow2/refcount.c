@@ -288,11 +288,61 @@ void q2_quar_lift(struct q2_image *img, u64 seq)
 /* ---- allocation --------------------------------------------------------- */
 
 /*
- * The first run of free clusters from the hint: up to @want long (exactly
- * @want if @exact).  Free: refcount 0 (no block counts as 0) and not
- * quarantined.  *@lowest is the first free cluster seen.
+ * Which metadata, if any, the host range [@off, @off + @len) runs into,
+ * counting refcount blocks, which q2_hits_metadata() (lock-free, for
+ * readers) cannot.  With meta held: img->rt may be replaced otherwise.
+ * The write path asks this before it writes a cluster in place, gives one
+ * out or drops a reference to one: a hostile image could otherwise point
+ * a data entry at a refcount block, have the guest zero it, and be handed
+ * its header cluster as a "free" data cluster.
  */
-static int q2_find_free(struct q2_image *img, u32 want, bool exact,
+const char *q2_write_hits_metadata(const struct q2_image *img, u64 off,
+				   u64 len)
+{
+	const char *what = q2_hits_metadata(img, off, len);
+	u64 c, last;
+	u32 i;
+
+	if (what || !len)
+		return what;
+	last = (off + len - 1) >> img->cluster_bits;
+	for (c = off >> img->cluster_bits; c <= last; c++) {
+		if (!q2_rb_filter_maybe(img, c << img->cluster_bits))
+			continue;
+		for (i = 0; i < img->rt_mem; i++)
+			if (img->rt[i] && img->rt[i] >> img->cluster_bits == c)
+				return "a refcount block";
+	}
+	return NULL;
+}
+
+/* Set the refcount of cluster @ci, which has a refcount block, to 0. */
+static int q2_refcount_clear(struct q2_image *img, u64 ci)
+{
+	struct q2_rb_slot *s;
+	int ret;
+
+	ret = q2_rb_get(img, q2_rt_block(img, ci >> img->rb_bits), false, &s);
+	if (ret)
+		return ret;
+	if (q2_rc_get(s->data, img->refcount_order, q2_rb_index(img, ci))) {
+		q2_rc_set(s->data, img->refcount_order, q2_rb_index(img, ci), 0);
+		s->dirty = true;
+	}
+	q2_rb_put(s);
+	return 0;
+}
+
+/*
+ * The first run of free clusters from the hint: up to @want long (exactly
+ * @want if @exact).  Free: refcount 0 (no block counts as 0), not
+ * quarantined and no metadata; or at @lim or past it, where nothing can
+ * be (the end of the file, or of what was allocated since open), whatever
+ * the refcount says.  So a hostile image whose refcounts claim every
+ * cluster up to the 64 PiB limit costs a scan up to the end of its file,
+ * not one of 2^35 clusters.  *@lowest is the first free cluster seen.
+ */
+static int q2_find_free(struct q2_image *img, u32 want, bool exact, u64 lim,
 			u64 *first, u32 *got, u64 *lowest)
 {
 	u64 max_ci = Q2_MAX_HOST_OFFSET >> img->cluster_bits;
@@ -309,6 +359,10 @@ static int q2_find_free(struct q2_image *img, u32 want, bool exact,
 			ret = -ENOSPC;
 			break;
 		}
+		if (!(ci % 4096))
+			q2_resched();
+		if (ci >= lim)
+			cur_bi = bi;	/* the refcount is not looked at */
 		if (bi != cur_bi) {
 			if (s)
 				q2_rb_put(s);
@@ -321,15 +375,22 @@ static int q2_find_free(struct q2_image *img, u32 want, bool exact,
 					break;
 			}
 		}
-		if (s)
+		if (s && ci < lim)
 			rc = q2_rc_get(s->data, img->refcount_order,
 				       q2_rb_index(img, ci));
 		if (!rc) {
 			u64 past = q2_quar_skip(img, ci);
+			const char *what;
 
 			if (past != ci) {
 				rc = 1;
 				next = past;
+			} else if ((what = q2_write_hits_metadata(img,
+					ci << img->cluster_bits,
+					img->cluster_size))) {
+				q2_log(img, "corrupt image: %s at 0x%llx has refcount 0; not reused",
+				       what, ci << img->cluster_bits);
+				rc = 1;
 			}
 		}
 		if (rc) {
@@ -420,6 +481,7 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 		u64 lo = (bi + j) * epb, hi = lo + epb;
 
 		nt[bi + j] = (a + j) << img->cluster_bits;
+		q2_rb_filter_add(img, nt[bi + j]);
 		ret = q2_rb_get(img, nt[bi + j], true, &s);
 		if (ret)
 			goto out;
@@ -493,6 +555,8 @@ static int q2_rt_reserve(struct q2_image *img, u64 bi)
  */
 static int q2_new_refblock(struct q2_image *img, u64 bi)
 {
+	u64 lim = (q2_meta_limit(img) + img->cluster_size - 1) >>
+		  img->cluster_bits;
 	u64 b, bb, boff, lowest, rc;
 	struct q2_rb_slot *s;
 	u8 ent[8];
@@ -501,7 +565,7 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 
 	if (bi >= img->rt_entries)
 		return q2_grow_reftable(img, bi);
-	ret = q2_find_free(img, 1, false, &b, &n, &lowest);
+	ret = q2_find_free(img, 1, false, lim, &b, &n, &lowest);
 	if (ret)
 		return ret;
 	bb = b >> img->rb_bits;
@@ -517,7 +581,9 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 		return ret;
 	boff = b << img->cluster_bits;
 	if (bb != bi) {
-		ret = q2_refcount_add(img, b, 1, &rc);
+		ret = b >= lim ? q2_refcount_clear(img, b) : 0;
+		if (!ret)
+			ret = q2_refcount_add(img, b, 1, &rc);
 		if (ret)
 			return ret;
 	}
@@ -540,6 +606,7 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 	if (ret)
 		return ret;
 	img->rt[bi] = boff;
+	q2_rb_filter_add(img, boff);
 	img->free_hint = b + 1;
 	q2_note_alloc(img, boff + img->cluster_size);
 	return 0;
@@ -560,7 +627,10 @@ int q2_alloc_clusters(struct q2_image *img, u32 want, bool exact, u64 *off,
 	int ret;
 
 	for (tries = 0; tries < max_tries; tries++) {
-		ret = q2_find_free(img, want, exact, &first, &n, &lowest);
+		u64 lim = (q2_meta_limit(img) + img->cluster_size - 1) >>
+			  img->cluster_bits;
+
+		ret = q2_find_free(img, want, exact, lim, &first, &n, &lowest);
 		if (ret)
 			return ret;
 		again = false;
@@ -577,7 +647,10 @@ int q2_alloc_clusters(struct q2_image *img, u32 want, bool exact, u64 *off,
 		if (again)
 			continue;
 		for (i = 0; i < n; i++) {
-			ret = q2_refcount_add(img, first + i, 1, &rc);
+			/* Past @lim a refcount is garbage: count from 0. */
+			ret = first + i >= lim ? q2_refcount_clear(img, first + i) : 0;
+			if (!ret)
+				ret = q2_refcount_add(img, first + i, 1, &rc);
 			if (ret) {
 				while (i--)
 					q2_refcount_add(img, first + i, -1, &rc);
@@ -638,10 +711,18 @@ void q2_free_now(struct q2_image *img, u64 off, u64 n)
 int q2_drop(struct q2_image *img, u64 off, u64 n)
 {
 	struct q2_drop *last = img->nr_drops ? &img->drops[img->nr_drops - 1] : NULL;
+	const char *what;
 	int ret;
 
 	if (!n)
 		return 0;
+	/* A data entry that named metadata: keep the reference (a leak). */
+	what = q2_write_hits_metadata(img, off, n << img->cluster_bits);
+	if (what) {
+		q2_log(img, "corrupt image: a data entry named %s at 0x%llx; its reference is kept",
+		       what, off);
+		return 0;
+	}
 	if (last && last->off + (last->n << img->cluster_bits) == off) {
 		last->n += n;
 		return 0;

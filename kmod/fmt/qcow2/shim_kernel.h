@@ -13,7 +13,9 @@
 #include <linux/mutex.h>
 #include <linux/printk.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/stddef.h>
 #include <linux/string.h>
 #include <linux/types.h>
@@ -103,6 +105,12 @@ static inline void q2_wake_all(struct q2_waitq *w)
 #define q2_store(p, v)		WRITE_ONCE(*(p), (v))
 #define q2_load_acquire(p)	smp_load_acquire(p)
 #define q2_store_release(p, v)	smp_store_release(p, v)
+
+/* Long scans (the free-cluster search) run in workers: let others run. */
+#define q2_resched()		cond_resched()
+/* Long work at open runs for a command: its caller may be killed. */
+#define q2_killed()		fatal_signal_pending(current)
+#define q2_sort(base, n, size, cmp)	sort(base, n, size, cmp, NULL)
 
 #define q2_warn_rl(fmt, ...) \
 	pr_warn_ratelimited("vdisk: " fmt "\n", ##__VA_ARGS__)

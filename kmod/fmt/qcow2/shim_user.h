@@ -119,6 +119,17 @@ static inline void q2_wake_all(struct q2_waitq *w)
 #define q2_load_acquire(p)	__atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define q2_store_release(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
+static inline void q2_resched(void)
+{
+}
+
+static inline bool q2_killed(void)
+{
+	return false;
+}
+
+#define q2_sort(base, n, size, cmp)	qsort(base, n, size, cmp)
+
 /*
  * Warnings go to stderr, at most a burst per second; q2_shim_quiet (set by
  * tests and the fuzzer) silences them and only counts them.

@@ -424,6 +424,34 @@ static bool q2_entry_host(const struct q2_image *img, u64 e, u64 *off, u64 *n)
 /* ---- planning ----------------------------------------------------------- */
 
 /*
+ * q2_check_entry() for an entry the write path will write in place, copy
+ * from or drop: also no refcount block among its host clusters (see
+ * q2_write_hits_metadata()), and an in-place cluster inside what the file
+ * may hold, so a write cannot extend the file to a hostile offset.
+ */
+static int q2_check_wentry(struct q2_image *img, u64 e, u64 bm, u64 guest)
+{
+	int ret = q2_check_entry(img, e, bm, guest);
+	const char *what;
+	u64 off, n;
+
+	if (ret || !q2_entry_host(img, e, &off, &n))
+		return ret;
+	if (!(e & Q2_OFLAG_COMPRESSED) && off >= q2_meta_limit(img)) {
+		q2_log(img, "corrupt image at guest offset 0x%llx: host cluster 0x%llx is past the end of the file",
+		       guest, off);
+		return -EIO;
+	}
+	what = q2_write_hits_metadata(img, off, n << img->cluster_bits);
+	if (what) {
+		q2_log(img, "corrupt image at guest offset 0x%llx: host cluster 0x%llx overlaps %s",
+		       guest, off, what);
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
  * Granules of guest cluster @gc that [@off, @end) touches, and (*@full)
  * those it covers entirely; without extended L2 the cluster is bit 0.
  */
@@ -592,7 +620,7 @@ again:
 	if (ret)
 		return ret;
 	q2_entry_at(img, slot->data, gc, &e, &bm);
-	ret = q2_check_entry(img, e, bm, off);
+	ret = q2_check_wentry(img, e, bm, off);
 	kind = q2_wkind(img, e, bm, q2_touched(img, off, end, gc, NULL));
 	host = e & Q2_OFFSET_MASK;
 	fp->e[0] = fp->e[1] = e;
@@ -601,7 +629,7 @@ again:
 		u64 ngc = gc + n;
 
 		q2_entry_at(img, slot->data, ngc, &ne, &nbm);
-		if (q2_check_entry(img, ne, nbm, ngc << cb) ||
+		if (q2_check_wentry(img, ne, nbm, ngc << cb) ||
 		    q2_wkind(img, ne, nbm,
 			     q2_touched(img, off, end, ngc, NULL)) != kind)
 			break;
@@ -889,7 +917,8 @@ static bool q2_fast_inplace(struct q2_image *img, u64 off, u64 len,
 		    ((u32)bm & (u32)(bm >> 32)) ||
 		    (n && h != host + ((u64)n << cb)) ||
 		    h + img->cluster_size > fsize ||
-		    q2_hits_metadata(img, h, img->cluster_size))
+		    q2_hits_metadata(img, h, img->cluster_size) ||
+		    q2_rb_filter_maybe(img, h))
 			break;
 		if (!n)
 			host = h;
@@ -1181,7 +1210,7 @@ static int q2_zero_pass(struct q2_image *img, const struct q2_zctx *z, u64 t,
 
 			if (slot)
 				q2_entry_at(img, slot->data, gc, &e, &bm);
-			ret = q2_check_entry(img, e, bm, base);
+			ret = q2_check_wentry(img, e, bm, base);
 			if (ret)
 				break;
 			act = q2_zero_action(img, z, e, bm, base,
