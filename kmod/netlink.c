@@ -735,6 +735,7 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	struct vdisk_device *vd;
 	bool changed = false;
 	u32 flags = 0;
+	sector_t size;
 	int ret;
 
 	ret = vdisk_nl_check_admin(skb, info);
@@ -770,6 +771,8 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		ret = PTR_ERR(vd);
 		goto out_unlock;
 	}
+	/* RESIZE events say the capacity changed, as the uevent does. */
+	size = get_capacity(vd->disk);
 	if (tb[VDISK_ATTR_SIZE]) {
 		ret = vdisk_dev_resize(vd, nla_get_u64(tb[VDISK_ATTR_SIZE]),
 				       info->extack);
@@ -777,14 +780,13 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 			info->extack->bad_attr = tb[VDISK_ATTR_SIZE];
 			goto out_unlock;
 		}
-		vdisk_nl_notify(vd, VDISK_CMD_EVENT_RESIZE);
 	}
-	if (flags & VDISK_SET_REFRESH_SIZE) {
+	if (flags & VDISK_SET_REFRESH_SIZE)
 		ret = vdisk_dev_refresh_size(vd, info->extack);
-		if (ret)
-			goto out_unlock;
+	if (get_capacity(vd->disk) != size)
 		vdisk_nl_notify(vd, VDISK_CMD_EVENT_RESIZE);
-	}
+	if (ret)
+		goto out_unlock;
 	if (flags & (VDISK_SET_READ_ONLY | VDISK_SET_READ_WRITE)) {
 		ret = vdisk_dev_set_read_only(vd, flags & VDISK_SET_READ_ONLY,
 					      info->extack);

@@ -10,6 +10,8 @@ mon=$!
 sleep 0.5
 attach --name evt -o 512 "$img"
 run "$VDISKCTL" set "$DEV" --read-only
+# A resize that changes nothing sends no event.
+run "$VDISKCTL" resize "$DEV"
 truncate -s 32M "$img"
 run "$VDISKCTL" resize "$DEV"
 detach "$DEV"
@@ -32,6 +34,8 @@ import json, sys
 ev = [json.loads(l) for l in open(sys.argv[2])]
 assert [e["event"] for e in ev] == ["attach", "detach"], ev
 assert all(e["name"] == sys.argv[1] for e in ev), ev
+# An attach event does not carry the opener count: null, not 0.
+assert ev[0]["openers"] is None, ev
 PY
 
 # sysfs attributes.

@@ -188,6 +188,7 @@ int dev_from_attrs(struct nlattr **tb, struct vdisk_info *d)
 	d->major = get_u32(tb[VDISK_ATTR_MAJOR]);
 	d->minor = get_u32(tb[VDISK_ATTR_MINOR]);
 	d->openers = get_u32(tb[VDISK_ATTR_OPENERS]);
+	d->has_openers = tb[VDISK_ATTR_OPENERS] != NULL;
 	d->offset = get_u64(tb[VDISK_ATTR_OFFSET]);
 	d->sizelimit = get_u64(tb[VDISK_ATTR_SIZELIMIT]);
 	d->size = get_u64(tb[VDISK_ATTR_SIZE]);

@@ -150,12 +150,14 @@ static int cmd_help(int argc, char **argv)
 {
 	const struct command *c;
 
-	if (argc < 2) {
+	if (argc > 2)
+		return usage_error("help", "too many arguments");
+	/* "help help" and "help --help" (which usage_error() suggests). */
+	if (argc < 2 || !strcmp(argv[1], "help") ||
+	    !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		print_help();
 		return 0;
 	}
-	if (argc > 2)
-		return usage_error("help", "too many arguments");
 	c = find_command(argv[1]);
 	if (!c) {
 		fprintf(stderr, "vdiskctl: unknown command '%s' (see vdiskctl --help)\n",

@@ -203,7 +203,11 @@ void json_device(FILE *f, const struct vdisk_info *d, const char *event)
 	fprintf(f, ", \"sector\": %" PRIu32 ", \"backing-file\": ", d->sector_size);
 	json_string(f, d->has_path ? d->path : NULL);
 	fprintf(f, ", \"major\": %" PRIu32 ", \"minor\": %" PRIu32
-		", \"openers\": %" PRIu32, d->major, d->minor, d->openers);
+		", \"openers\": ", d->major, d->minor);
+	if (d->has_openers)
+		fprintf(f, "%" PRIu32, d->openers);
+	else
+		fputs("null", f);
 	json_backing(f, d);
 	fputs(", \"snapshot\": ", f);
 	json_string(f, d->snapshot);

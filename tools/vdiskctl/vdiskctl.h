@@ -37,6 +37,7 @@ struct vdisk_info {
 	uint32_t cache;
 	uint32_t sector_size;
 	uint32_t major, minor, openers;
+	bool has_openers;		/* not in ATTACH events */
 	uint64_t offset, sizelimit, size;
 	/* qcow2; heap-allocated, released by dev_info_free() */
 	char *snapshot;			/* attached at this snapshot, or NULL */

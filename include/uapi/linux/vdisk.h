@@ -120,7 +120,9 @@ enum vdisk_cmd {
  * @VDISK_ATTR_SET_FLAGS: u32, %VDISK_SET_* bits.
  * @VDISK_ATTR_MAJOR: u32, reply only, block device major number.
  * @VDISK_ATTR_MINOR: u32, reply only, block device minor number.
- * @VDISK_ATTR_OPENERS: u32, GET replies only, how many times the device or
+ * @VDISK_ATTR_OPENERS: u32, in every device description but ADD replies
+ *	and ATTACH events (on 6.12 the partition scan's close is still
+ *	pending then), how many times the device or
  *	its partitions are open.  A device with %VDISK_FLAG_AUTOCLEAR and
  *	openers is detached at its last close (what a lazy DEL leaves).
  * @VDISK_ATTR_BACKING: nested array of &enum vdisk_layer_attr nests, the
