@@ -1901,6 +1901,52 @@ static void test_write_snapshot_refused(void)
 		wclose(img, f, 0);
 }
 
+/*
+ * A hostile image against the allocator and the write path
+ * (test_qcow2_11 in the VM): metadata whose refcount is 0 is never given
+ * out, a COPIED entry naming a refcount block is not written in place,
+ * a reference to metadata is never dropped, and past the end of the file
+ * refcounts are ignored (counted from 0).
+ */
+static void test_alloc_guards(void)
+{
+	u64 rb = 2ULL * 65536, off, end, rc, lim;
+	struct q2_image *img;
+	struct q2_write w;
+	struct wfile *f;
+	u32 got, nd;
+	bool fresh;
+	u8 *blk;
+
+	tb_init(&T, 3, 16, 16 << 20, false);
+	tb_data(&T, 0, 0x21);
+	tb_set(&T, 65536, rb | Q2_OFLAG_COPIED, 0);
+	tb_refcounts(&T, 4);
+	end = T.len;
+	blk = T.buf + rb;
+	q2_rc_set(blk, 4, rb >> 16, 0);		/* the block counts itself 0 */
+	for (lim = end >> 16; lim < (end >> 16) + 64; lim++)
+		q2_rc_set(blk, 4, lim, 7);	/* garbage past the end */
+	if (tb_open_w(&T, 0, &img, &f, NULL, NULL)) {
+		EXPECT(0);
+		return;
+	}
+	EXPECT_EQ(q2_write_begin(img, NULL, 65536, 512, &w), -EIO);
+	q2_mutex_lock(&img->meta);
+	img->free_hint = 0;
+	EXPECT_EQ(q2_alloc_clusters(img, 1, false, &off, &got, &fresh), 0);
+	EXPECT_EQ(off, end);
+	EXPECT_EQ(q2_refcount(img, off >> 16, &rc), 0);
+	EXPECT_EQ(rc, 1);
+	nd = img->nr_drops;
+	EXPECT_EQ(q2_drop(img, rb, 1), 0);
+	EXPECT_EQ(img->nr_drops, nd);
+	EXPECT_EQ(q2_drop(img, 0, 1), 0);
+	EXPECT_EQ(img->nr_drops, nd);
+	q2_mutex_unlock(&img->meta);
+	wclose(img, f, 0);
+}
+
 static void test_alloc_free(void)
 {
 	u32 order;
@@ -2288,6 +2334,7 @@ static const struct tcase cases[] = {
 	{ "write: refusals", test_write_refusals },
 	{ "write: snapshots are read-only", test_write_snapshot_refused },
 	{ "write: allocation, free, quarantine", test_alloc_free },
+	{ "write: hostile refcounts and entries", test_alloc_guards },
 	{ "write: begin/commit, zero, cluster sizes", test_write_basic },
 	{ "write: barrier before reuse", test_barrier },
 	{ "write: waiting for an in-flight allocation", test_inflight_wait },
