@@ -1914,13 +1914,15 @@ static void test_alloc_guards(void)
 	struct q2_image *img;
 	struct q2_write w;
 	struct wfile *f;
-	u32 got, nd;
+	u32 got;
 	bool fresh;
 	u8 *blk;
 
-	tb_init(&T, 3, 16, 16 << 20, false);
+	tb_init(&T, 3, 16, 1 << 30, false);
 	tb_data(&T, 0, 0x21);
 	tb_set(&T, 65536, rb | Q2_OFLAG_COPIED, 0);
+	/* The second L2 table is the refcount block, too. */
+	tb_be64(&T, T.l1_off + 8, rb | Q2_OFLAG_COPIED);
 	tb_refcounts(&T, 4);
 	end = T.len;
 	blk = T.buf + rb;
@@ -1932,17 +1934,21 @@ static void test_alloc_guards(void)
 		return;
 	}
 	EXPECT_EQ(q2_write_begin(img, NULL, 65536, 512, &w), -EIO);
+	EXPECT_EQ(q2_write_begin(img, NULL, 512 << 20, 512, &w), -EIO);
 	q2_mutex_lock(&img->meta);
 	img->free_hint = 0;
 	EXPECT_EQ(q2_alloc_clusters(img, 1, false, &off, &got, &fresh), 0);
 	EXPECT_EQ(off, end);
 	EXPECT_EQ(q2_refcount(img, off >> 16, &rc), 0);
 	EXPECT_EQ(rc, 1);
-	nd = img->nr_drops;
-	EXPECT_EQ(q2_drop(img, rb, 1), 0);
-	EXPECT_EQ(img->nr_drops, nd);
+	/* Dropped references to metadata are kept when applied. */
 	EXPECT_EQ(q2_drop(img, 0, 1), 0);
-	EXPECT_EQ(img->nr_drops, nd);
+	EXPECT_EQ(q2_drop(img, T.l1_off, 1), 0);
+	EXPECT_EQ(q2_sync_locked(img), 0);
+	EXPECT_EQ(q2_refcount(img, 0, &rc), 0);
+	EXPECT_EQ(rc, 1);
+	EXPECT_EQ(q2_refcount(img, T.l1_off >> 16, &rc), 0);
+	EXPECT_EQ(rc, 1);
 	q2_mutex_unlock(&img->meta);
 	wclose(img, f, 0);
 }

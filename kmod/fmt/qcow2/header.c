@@ -885,6 +885,30 @@ out:
 	return ret;
 }
 
+static int q2_u64_cmp(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* img->rb_set from the refcount table in memory. */
+static int q2_rb_set_build(struct q2_image *img)
+{
+	u32 i, n = 0;
+
+	img->rb_set_cap = q2_max64(img->rt_mem, 16);
+	img->rb_set = q2_alloc((size_t)img->rb_set_cap * 8);
+	if (!img->rb_set)
+		return -ENOMEM;
+	for (i = 0; i < img->rt_mem; i++)
+		if (img->rt[i])
+			img->rb_set[n++] = img->rt[i] >> img->cluster_bits;
+	q2_sort(img->rb_set, n, 8, q2_u64_cmp);
+	img->rb_set_n = n;
+	return 0;
+}
+
 /*
  * Write mode: refusals, then the refcount table in memory (validated entry
  * by entry) and a check that the metadata we know of is counted, so that
@@ -916,6 +940,8 @@ static int q2_open_write(struct q2_open_ctx *ctx)
 		return ret;
 
 	ret = q2_check_in_use(ctx);
+	if (!ret)
+		ret = q2_rb_set_build(img);
 	if (ret)
 		return ret;
 
@@ -1018,6 +1044,7 @@ static void q2_do_close(struct q2_image *img)
 		q2_mutex_destroy(&img->meta);
 	}
 	q2_free(img->rt);
+	q2_free(img->rb_set);
 	q2_l2_cache_destroy(img);
 	q2_dctx_free(img->dctx);
 	q2_free(img->cbuf);

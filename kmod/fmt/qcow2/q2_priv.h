@@ -41,7 +41,7 @@
 #define Q2_OFLAG_COMPRESSED	BIT_ULL(62)
 #define Q2_OFLAG_ZERO		BIT_ULL(0)
 #define Q2_MAX_HOST_OFFSET	BIT_ULL(56)
-#define Q2_RB_FILTER_BITS	4096U
+#define Q2_RB_FILTER_BITS	32768U
 #define Q2_SECTOR_BITS		9
 
 #define Q2_SUBCLUSTERS		32
@@ -240,10 +240,18 @@ struct q2_image {
 	/*
 	 * Bit (cluster index % Q2_RB_FILTER_BITS) set for every refcount
 	 * block: a lock-free "surely not a refcount block" for the write
-	 * fast path, and the cheap first test of q2_is_refblock().  Bits
-	 * are only ever set (refcount blocks are never freed).
+	 * fast path, and the cheap first test of q2_write_hits_metadata().
+	 * Bits are only ever set (refcount blocks are never freed).
 	 */
 	u64 rb_filter[Q2_RB_FILTER_BITS / 64];
+	/*
+	 * Write mode, under meta: the refcount blocks' cluster indices,
+	 * sorted (a table may name thousands: 512-byte clusters, or large
+	 * images), for q2_write_hits_metadata().
+	 */
+	u64 *rb_set;
+	u32 rb_set_n;
+	u32 rb_set_cap;
 	u32 rb_bits;			/* log2 of refcounts per block */
 	u64 rc_max;
 	u64 free_hint;			/* cluster index; none free below */

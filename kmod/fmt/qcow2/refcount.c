@@ -287,10 +287,78 @@ void q2_quar_lift(struct q2_image *img, u64 seq)
 
 /* ---- allocation --------------------------------------------------------- */
 
+/* The first position in img->rb_set (under meta) not below cluster @ci. */
+static u32 q2_rb_set_pos(const struct q2_image *img, u64 ci)
+{
+	u32 lo = 0, hi = img->rb_set_n;
+
+	while (lo < hi) {
+		u32 mid = lo + (hi - lo) / 2;
+
+		if (img->rb_set[mid] < ci)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Whether cluster @ci is a refcount block. */
+static bool q2_is_refblock(const struct q2_image *img, u64 ci)
+{
+	u32 pos = q2_rb_set_pos(img, ci);
+
+	return pos < img->rb_set_n && img->rb_set[pos] == ci;
+}
+
+/* Replace the array *@a, @used entries long, by one of @cap, zeros after. */
+static int q2_realloc64(u64 **a, u32 used, u64 cap)
+{
+	u64 *n = q2_zalloc(cap * 8);
+
+	if (!n)
+		return -ENOMEM;
+	memcpy(n, *a, (size_t)used * 8);
+	q2_free(*a);
+	*a = n;
+	return 0;
+}
+
+/* Room for @extra more refcount blocks in img->rb_set, before any change. */
+static int q2_rb_set_reserve(struct q2_image *img, u64 extra)
+{
+	u64 cap;
+
+	if (img->rb_set_n + extra <= img->rb_set_cap)
+		return 0;
+	cap = q2_max64(2ULL * img->rb_set_cap, img->rb_set_n + extra);
+	if (q2_realloc64(&img->rb_set, img->rb_set_n, cap))
+		return -ENOMEM;
+	img->rb_set_cap = (u32)cap;
+	return 0;
+}
+
+/*
+ * A new refcount block at @off: in the filter before its first write, so
+ * that the lock-free fast path stops writing there in place; in the set
+ * (room reserved) for the locked checks.
+ */
+static void q2_rb_set_insert(struct q2_image *img, u64 off)
+{
+	u64 ci = off >> img->cluster_bits;
+	u32 pos = q2_rb_set_pos(img, ci);
+
+	q2_rb_filter_add(img, off);
+	memmove(img->rb_set + pos + 1, img->rb_set + pos,
+		(size_t)(img->rb_set_n - pos) * 8);
+	img->rb_set[pos] = ci;
+	img->rb_set_n++;
+}
+
 /*
  * Which metadata, if any, the host range [@off, @off + @len) runs into,
  * counting refcount blocks, which q2_hits_metadata() (lock-free, for
- * readers) cannot.  With meta held: img->rt may be replaced otherwise.
+ * readers) cannot.  With meta held (img->rb_set).
  * The write path asks this before it writes a cluster in place, gives one
  * out or drops a reference to one: a hostile image could otherwise point
  * a data entry at a refcount block, have the guest zero it, and be handed
@@ -301,18 +369,14 @@ const char *q2_write_hits_metadata(const struct q2_image *img, u64 off,
 {
 	const char *what = q2_hits_metadata(img, off, len);
 	u64 c, last;
-	u32 i;
 
 	if (what || !len)
 		return what;
 	last = (off + len - 1) >> img->cluster_bits;
-	for (c = off >> img->cluster_bits; c <= last; c++) {
-		if (!q2_rb_filter_maybe(img, c << img->cluster_bits))
-			continue;
-		for (i = 0; i < img->rt_mem; i++)
-			if (img->rt[i] && img->rt[i] >> img->cluster_bits == c)
-				return "a refcount block";
-	}
+	for (c = off >> img->cluster_bits; c <= last; c++)
+		if (q2_rb_filter_maybe(img, c << img->cluster_bits) &&
+		    q2_is_refblock(img, c))
+			return "a refcount block";
 	return NULL;
 }
 
@@ -337,8 +401,9 @@ static int q2_refcount_clear(struct q2_image *img, u64 ci)
  * The first run of free clusters from the hint: up to @want long (exactly
  * @want if @exact).  Free: refcount 0 (no block counts as 0), not
  * quarantined and no metadata; or at @lim or past it, where nothing can
- * be (the end of the file, or of what was allocated since open), whatever
- * the refcount says.  So a hostile image whose refcounts claim every
+ * be (the end of the file at open, or of what was allocated since:
+ * alloc_end, not the file's size, which q2_grow_ahead() moves ahead of
+ * the allocations), whatever the refcount says.  So a hostile image whose refcounts claim every
  * cluster up to the 64 PiB limit costs a scan up to the end of its file,
  * not one of 2^35 clusters.  *@lowest is the first free cluster seen.
  */
@@ -460,6 +525,9 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 			break;
 		k = need;
 	}
+	ret = q2_rb_set_reserve(img, k);
+	if (ret)
+		return ret;
 	if (te * 8 > Q2_MAX_REFTABLE_BYTES) {
 		q2_log(img, "refcount table would exceed 8 MiB");
 		return -EFBIG;
@@ -481,7 +549,7 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 		u64 lo = (bi + j) * epb, hi = lo + epb;
 
 		nt[bi + j] = (a + j) << img->cluster_bits;
-		q2_rb_filter_add(img, nt[bi + j]);
+		q2_rb_set_insert(img, nt[bi + j]);
 		ret = q2_rb_get(img, nt[bi + j], true, &s);
 		if (ret)
 			goto out;
@@ -531,17 +599,13 @@ out:
 /* Hold table entry @bi in memory (below rt_entries), zero if new. */
 static int q2_rt_reserve(struct q2_image *img, u64 bi)
 {
-	u64 n, *nt;
+	u64 n;
 
 	if (bi < img->rt_mem)
 		return 0;
 	n = q2_rt_held(bi + 1, img->rt_entries);
-	nt = q2_zalloc(n * 8);
-	if (!nt)
+	if (q2_realloc64(&img->rt, img->rt_mem, n))
 		return -ENOMEM;
-	memcpy(nt, img->rt, (size_t)img->rt_mem * 8);
-	q2_free(img->rt);
-	img->rt = nt;
 	img->rt_mem = (u32)n;
 	return 0;
 }
@@ -555,7 +619,7 @@ static int q2_rt_reserve(struct q2_image *img, u64 bi)
  */
 static int q2_new_refblock(struct q2_image *img, u64 bi)
 {
-	u64 lim = (q2_meta_limit(img) + img->cluster_size - 1) >>
+	u64 lim = (img->alloc_end + img->cluster_size - 1) >>
 		  img->cluster_bits;
 	u64 b, bb, boff, lowest, rc;
 	struct q2_rb_slot *s;
@@ -577,9 +641,12 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 	}
 	/* Before any change, so that running out of memory leaves none. */
 	ret = q2_rt_reserve(img, bi);
+	if (!ret)
+		ret = q2_rb_set_reserve(img, 1);
 	if (ret)
 		return ret;
 	boff = b << img->cluster_bits;
+	q2_rb_set_insert(img, boff);
 	if (bb != bi) {
 		ret = b >= lim ? q2_refcount_clear(img, b) : 0;
 		if (!ret)
@@ -606,7 +673,6 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 	if (ret)
 		return ret;
 	img->rt[bi] = boff;
-	q2_rb_filter_add(img, boff);
 	img->free_hint = b + 1;
 	q2_note_alloc(img, boff + img->cluster_size);
 	return 0;
@@ -627,7 +693,7 @@ int q2_alloc_clusters(struct q2_image *img, u32 want, bool exact, u64 *off,
 	int ret;
 
 	for (tries = 0; tries < max_tries; tries++) {
-		u64 lim = (q2_meta_limit(img) + img->cluster_size - 1) >>
+		u64 lim = (img->alloc_end + img->cluster_size - 1) >>
 			  img->cluster_bits;
 
 		ret = q2_find_free(img, want, exact, lim, &first, &n, &lowest);
@@ -682,8 +748,20 @@ static void q2_release(struct q2_image *img, u64 off, u64 n, bool quarantine)
 
 	/* [lo, hi): the current run of clusters freed, punched in one go. */
 	for (; ci <= end; ci++) {
-		bool freed = ci < end && !q2_refcount_add(img, ci, -1, &rc) &&
-			     !rc;
+		const char *what = ci < end ?
+			q2_write_hits_metadata(img, ci << img->cluster_bits,
+					       img->cluster_size) : NULL;
+		bool freed = ci < end && !what &&
+			     !q2_refcount_add(img, ci, -1, &rc) && !rc;
+
+		/*
+		 * A data entry that named metadata, or a cluster that became
+		 * metadata since its drop was queued (a new refcount block or
+		 * table): keep the reference, a leak.
+		 */
+		if (what)
+			q2_log(img, "corrupt image: a reference to %s at 0x%llx dropped; kept",
+			       what, ci << img->cluster_bits);
 
 		if (freed && hi > lo && hi == ci) {
 			hi++;
@@ -711,18 +789,10 @@ void q2_free_now(struct q2_image *img, u64 off, u64 n)
 int q2_drop(struct q2_image *img, u64 off, u64 n)
 {
 	struct q2_drop *last = img->nr_drops ? &img->drops[img->nr_drops - 1] : NULL;
-	const char *what;
 	int ret;
 
 	if (!n)
 		return 0;
-	/* A data entry that named metadata: keep the reference (a leak). */
-	what = q2_write_hits_metadata(img, off, n << img->cluster_bits);
-	if (what) {
-		q2_log(img, "corrupt image: a data entry named %s at 0x%llx; its reference is kept",
-		       what, off);
-		return 0;
-	}
 	if (last && last->off + (last->n << img->cluster_bits) == off) {
 		last->n += n;
 		return 0;

@@ -357,6 +357,27 @@ static void q2_entry_put(const struct q2_image *img, u8 *table, u64 gc, u64 e,
  * the entries, COPIED clear where they were; the old table loses the
  * reference when that is durable).  Its offset in *@t.
  */
+/*
+ * q2_check_l2_offset() for an L2 table the write path will write (to
+ * itself, in place, when COPIED) or copy: also no refcount block there,
+ * which a hostile L1 entry could name (q2_write_hits_metadata()).
+ */
+static int q2_check_wl2(struct q2_image *img, u64 l2_off, u64 l1i)
+{
+	int ret = q2_check_l2_offset(img, l2_off, l1i);
+	const char *what;
+
+	if (ret)
+		return ret;
+	what = q2_write_hits_metadata(img, l2_off, img->cluster_size);
+	if (what) {
+		q2_log(img, "corrupt image: L1 entry %llu names %s at 0x%llx as its L2 table",
+		       l1i, what, l2_off);
+		return -EIO;
+	}
+	return 0;
+}
+
 static int q2_l2_owned(struct q2_image *img, u64 l1i, u64 *t)
 {
 	u64 e = img->l1[l1i], old = e & Q2_OFFSET_MASK, n;
@@ -366,7 +387,7 @@ static int q2_l2_owned(struct q2_image *img, u64 l1i, u64 *t)
 	int ret;
 
 	if (old) {
-		ret = q2_check_l2_offset(img, old, l1i);
+		ret = q2_check_wl2(img, old, l1i);
 		if (ret)
 			return ret;
 		if (e & Q2_OFLAG_COPIED) {
@@ -437,7 +458,7 @@ static int q2_check_wentry(struct q2_image *img, u64 e, u64 bm, u64 guest)
 
 	if (ret || !q2_entry_host(img, e, &off, &n))
 		return ret;
-	if (!(e & Q2_OFLAG_COMPRESSED) && off >= q2_meta_limit(img)) {
+	if (!(e & Q2_OFLAG_COMPRESSED) && off >= img->alloc_end) {
 		q2_log(img, "corrupt image at guest offset 0x%llx: host cluster 0x%llx is past the end of the file",
 		       guest, off);
 		return -EIO;
@@ -1265,7 +1286,7 @@ static int q2_zero_table(struct q2_image *img, const struct q2_zctx *z,
 	}
 	t = img->l1[l1i] & Q2_OFFSET_MASK;
 	if (t) {
-		ret = q2_check_l2_offset(img, t, l1i);
+		ret = q2_check_wl2(img, t, l1i);
 		if (ret)
 			return ret;
 	}
