@@ -339,16 +339,17 @@ static int q2_rb_set_reserve(struct q2_image *img, u64 extra)
 }
 
 /*
- * A new refcount block at @off: in the filter before its first write, so
- * that the lock-free fast path stops writing there in place; in the set
- * (room reserved) for the locked checks.
+ * A new refcount block at @off, once it is named by the table in memory:
+ * in the set (room reserved) for the locked checks, which cannot run
+ * before (they hold meta too).  Its filter bit was set before its first
+ * write, so that the lock-free fast path stops writing there in place; a
+ * failure between leaves only that bit, which costs a slow path.
  */
 static void q2_rb_set_insert(struct q2_image *img, u64 off)
 {
 	u64 ci = off >> img->cluster_bits;
 	u32 pos = q2_rb_set_pos(img, ci);
 
-	q2_rb_filter_add(img, off);
 	memmove(img->rb_set + pos + 1, img->rb_set + pos,
 		(size_t)(img->rb_set_n - pos) * 8);
 	img->rb_set[pos] = ci;
@@ -525,15 +526,15 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 			break;
 		k = need;
 	}
-	ret = q2_rb_set_reserve(img, k);
-	if (ret)
-		return ret;
 	if (te * 8 > Q2_MAX_REFTABLE_BYTES) {
 		q2_log(img, "refcount table would exceed 8 MiB");
 		return -EFBIG;
 	}
 	if (end > (Q2_MAX_HOST_OFFSET >> img->cluster_bits))
 		return -ENOSPC;
+	ret = q2_rb_set_reserve(img, k);
+	if (ret)
+		return ret;
 
 	/* In memory, the new table up to its new blocks (see rt_mem). */
 	nmem = q2_rt_held(bi + k, te);
@@ -549,7 +550,7 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 		u64 lo = (bi + j) * epb, hi = lo + epb;
 
 		nt[bi + j] = (a + j) << img->cluster_bits;
-		q2_rb_set_insert(img, nt[bi + j]);
+		q2_rb_filter_add(img, nt[bi + j]);
 		ret = q2_rb_get(img, nt[bi + j], true, &s);
 		if (ret)
 			goto out;
@@ -583,6 +584,8 @@ static int q2_grow_reftable(struct q2_image *img, u64 bi)
 	q2_free(img->rt);
 	img->rt = nt;
 	nt = NULL;
+	for (j = 0; j < k; j++)
+		q2_rb_set_insert(img, img->rt[bi + j]);
 	img->rt_entries = (u32)te;
 	img->rt_mem = (u32)nmem;
 	q2_store(&img->reftable_offset, (a + k) << img->cluster_bits);
@@ -646,7 +649,7 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 	if (ret)
 		return ret;
 	boff = b << img->cluster_bits;
-	q2_rb_set_insert(img, boff);
+	q2_rb_filter_add(img, boff);
 	if (bb != bi) {
 		ret = b >= lim ? q2_refcount_clear(img, b) : 0;
 		if (!ret)
@@ -673,6 +676,7 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 	if (ret)
 		return ret;
 	img->rt[bi] = boff;
+	q2_rb_set_insert(img, boff);
 	img->free_hint = b + 1;
 	q2_note_alloc(img, boff + img->cluster_size);
 	return 0;
