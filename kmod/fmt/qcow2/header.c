@@ -875,11 +875,8 @@ static int q2_load_reftable(struct q2_open_ctx *ctx, u64 bytes)
 		ret = -ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < img->rt_mem; i++) {
+	for (i = 0; i < img->rt_mem; i++)
 		img->rt[i] = q2_be64(raw + (size_t)i * 8);
-		if (img->rt[i])
-			q2_rb_filter_add(img, img->rt[i]);
-	}
 out:
 	q2_free(raw);
 	return ret;
@@ -892,7 +889,7 @@ static int q2_u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* img->rb_set from the refcount table in memory. */
+/* img->rb_set and img->rb_filter from the refcount table in memory. */
 static int q2_rb_set_build(struct q2_image *img)
 {
 	u32 i, n = 0;
@@ -901,9 +898,12 @@ static int q2_rb_set_build(struct q2_image *img)
 	img->rb_set = q2_alloc((size_t)img->rb_set_cap * 8);
 	if (!img->rb_set)
 		return -ENOMEM;
-	for (i = 0; i < img->rt_mem; i++)
-		if (img->rt[i])
-			img->rb_set[n++] = img->rt[i] >> img->cluster_bits;
+	for (i = 0; i < img->rt_mem; i++) {
+		if (!img->rt[i])
+			continue;
+		img->rb_set[n++] = img->rt[i] >> img->cluster_bits;
+		q2_rb_filter_add(img, img->rt[i]);
+	}
 	q2_sort(img->rb_set, n, 8, q2_u64_cmp);
 	img->rb_set_n = n;
 	return 0;

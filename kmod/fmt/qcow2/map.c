@@ -43,6 +43,12 @@ const char *q2_hits_metadata(const struct q2_image *img, u64 off, u64 len)
 	return NULL;
 }
 
+/* Bytes of the file that may hold metadata: what the file had, or more. */
+static u64 q2_meta_limit(const struct q2_image *img)
+{
+	return q2_max64(q2_load(&img->file_size), q2_load(&img->alloc_end));
+}
+
 int q2_check_l2_offset(struct q2_image *img, u64 l2_off, u64 l1_index)
 {
 	u64 guest = l1_index << (img->cluster_bits + img->l2_bits);

@@ -361,12 +361,6 @@ static inline u64 q2_rt_block(const struct q2_image *img, u64 bi)
 	return bi < img->rt_mem ? img->rt[bi] : 0;
 }
 
-/* Bytes of the file that may hold metadata: what the file had, or more. */
-static inline u64 q2_meta_limit(const struct q2_image *img)
-{
-	return q2_max64(q2_load(&img->file_size), q2_load(&img->alloc_end));
-}
-
 /* Note the refcount block at host offset @off in img->rb_filter. */
 static inline void q2_rb_filter_add(struct q2_image *img, u64 off)
 {

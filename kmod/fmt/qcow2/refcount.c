@@ -381,21 +381,38 @@ const char *q2_write_hits_metadata(const struct q2_image *img, u64 off,
 	return NULL;
 }
 
-/* Set the refcount of cluster @ci, which has a refcount block, to 0. */
-static int q2_refcount_clear(struct q2_image *img, u64 ci)
+/*
+ * The first cluster past what the file held at attach and everything
+ * allocated since: nothing there is in use (see q2_find_free()).
+ */
+static u64 q2_free_limit(const struct q2_image *img)
+{
+	return q2_cluster_ceil(img, img->alloc_end) >> img->cluster_bits;
+}
+
+/*
+ * Take a reference to cluster @ci, found free with limit @lim, which has
+ * a refcount block.  Past @lim its refcount is garbage: count from 0.
+ */
+static int q2_refcount_claim(struct q2_image *img, u64 ci, u64 lim)
 {
 	struct q2_rb_slot *s;
 	int ret;
 
-	ret = q2_rb_get(img, q2_rt_block(img, ci >> img->rb_bits), false, &s);
-	if (ret)
-		return ret;
-	if (q2_rc_get(s->data, img->refcount_order, q2_rb_index(img, ci))) {
-		q2_rc_set(s->data, img->refcount_order, q2_rb_index(img, ci), 0);
-		s->dirty = true;
+	if (ci >= lim) {
+		ret = q2_rb_get(img, q2_rt_block(img, ci >> img->rb_bits),
+				false, &s);
+		if (ret)
+			return ret;
+		if (q2_rc_get(s->data, img->refcount_order,
+			      q2_rb_index(img, ci))) {
+			q2_rc_set(s->data, img->refcount_order,
+				  q2_rb_index(img, ci), 0);
+			s->dirty = true;
+		}
+		q2_rb_put(s);
 	}
-	q2_rb_put(s);
-	return 0;
+	return q2_refcount_add(img, ci, 1, NULL);
 }
 
 /*
@@ -404,9 +421,9 @@ static int q2_refcount_clear(struct q2_image *img, u64 ci)
  * quarantined and no metadata; or at @lim or past it, where nothing can
  * be (the end of the file at open, or of what was allocated since:
  * alloc_end, not the file's size, which q2_grow_ahead() moves ahead of
- * the allocations), whatever the refcount says.  So a hostile image whose refcounts claim every
- * cluster up to the 64 PiB limit costs a scan up to the end of its file,
- * not one of 2^35 clusters.  *@lowest is the first free cluster seen.
+ * the allocations), whatever the refcount says.  So a hostile image whose
+ * refcounts claim every cluster up to the 64 PiB limit costs a scan up to
+ * the end of its file, not one of 2^35 clusters.  *@lowest is the first free cluster seen.
  */
 static int q2_find_free(struct q2_image *img, u32 want, bool exact, u64 lim,
 			u64 *first, u32 *got, u64 *lowest)
@@ -622,9 +639,8 @@ static int q2_rt_reserve(struct q2_image *img, u64 bi)
  */
 static int q2_new_refblock(struct q2_image *img, u64 bi)
 {
-	u64 lim = (img->alloc_end + img->cluster_size - 1) >>
-		  img->cluster_bits;
-	u64 b, bb, boff, lowest, rc;
+	u64 lim = q2_free_limit(img);
+	u64 b, bb, boff, lowest;
 	struct q2_rb_slot *s;
 	u8 ent[8];
 	u32 n;
@@ -651,9 +667,7 @@ static int q2_new_refblock(struct q2_image *img, u64 bi)
 	boff = b << img->cluster_bits;
 	q2_rb_filter_add(img, boff);
 	if (bb != bi) {
-		ret = b >= lim ? q2_refcount_clear(img, b) : 0;
-		if (!ret)
-			ret = q2_refcount_add(img, b, 1, &rc);
+		ret = q2_refcount_claim(img, b, lim);
 		if (ret)
 			return ret;
 	}
@@ -697,8 +711,7 @@ int q2_alloc_clusters(struct q2_image *img, u32 want, bool exact, u64 *off,
 	int ret;
 
 	for (tries = 0; tries < max_tries; tries++) {
-		u64 lim = (img->alloc_end + img->cluster_size - 1) >>
-			  img->cluster_bits;
+		u64 lim = q2_free_limit(img);
 
 		ret = q2_find_free(img, want, exact, lim, &first, &n, &lowest);
 		if (ret)
@@ -717,10 +730,7 @@ int q2_alloc_clusters(struct q2_image *img, u32 want, bool exact, u64 *off,
 		if (again)
 			continue;
 		for (i = 0; i < n; i++) {
-			/* Past @lim a refcount is garbage: count from 0. */
-			ret = first + i >= lim ? q2_refcount_clear(img, first + i) : 0;
-			if (!ret)
-				ret = q2_refcount_add(img, first + i, 1, &rc);
+			ret = q2_refcount_claim(img, first + i, lim);
 			if (ret) {
 				while (i--)
 					q2_refcount_add(img, first + i, -1, &rc);
