@@ -20,15 +20,18 @@
 /*
  * Protects vdisk_index_idr, device names, and every state transition except
  * BOUND -> RUNDOWN.  Held across a whole netlink command so that commands on
- * the same device never interleave.
+ * the same device never interleave, except for the parts of attach and
+ * detach that wait on the image's disk, which run on a device no lookup
+ * sees (see vdisk_dev_add()).
  */
 DEFINE_MUTEX(vdisk_devices_lock);
 static DEFINE_IDR(vdisk_index_idr);
 static int vdisk_major;
 
 /*
- * Runs the deferred detach of autoclear devices.  Ordered, and flushed
- * before module exit removes what is left.
+ * Runs the deferred detach of autoclear devices, flushed before module
+ * exit removes what is left.  Not ordered: a detach waiting on a hung
+ * disk must not hold up the others.
  */
 static struct workqueue_struct *vdisk_ctl_wq;
 
@@ -43,7 +46,9 @@ static int vdisk_open(VDISK_BDOPS_OPEN_ARGS)
 
 	/*
 	 * open_mutex is held: the state cannot leave BOUND under us.  Opens
-	 * during CREATING are add_disk()'s partition scan.
+	 * during CREATING are add_disk()'s partition scan, or (rarely) come
+	 * from whoever saw the disk's uevent before vdisk_dev_bind(); they
+	 * do not arm autoclear.
 	 */
 	switch (READ_ONCE(vd->state)) {
 	case VDISK_STATE_CREATING:
@@ -381,6 +386,126 @@ static int vdisk_alloc_index(struct vdisk_device *vd, int want,
 
 static void vdisk_remove_work(struct work_struct *work);
 
+/*
+ * Attach and detach wait on the image's disk (the format's metadata, the
+ * partition scan, writing back at close), which can take minutes on a
+ * slow or hung one.  They run without vdisk_devices_lock, so that other
+ * devices' commands and `vdiskctl list` need not wait: the lock is held
+ * only to reserve the index and name (CREATING), to publish the device
+ * (BOUND), to take it out of sight (DELETING) and to give the index back.
+ * Lookups skip devices that are not BOUND, so nothing else touches a
+ * device in between; the name lookup does not, so a name stays taken
+ * until its index is free.
+ */
+
+/*
+ * Counts devices whose index was freed, under the lock, and wakes
+ * vdisk_removed_wq: an attach waiting for a device on its way out
+ * (vdisk_dev_add()) waits for it to change.
+ */
+static unsigned long vdisk_removals;
+static DECLARE_WAIT_QUEUE_HEAD(vdisk_removed_wq);
+
+/*
+ * Would @cfg conflict with a device on its way out (detach or autoclear in
+ * progress, its index and name still held)?  By index, by name, or by
+ * image file: that device may still be writing the image's metadata back,
+ * and an open now would read stale tables.  Lock held.
+ */
+static bool vdisk_conflicts_leaving(const struct vdisk_config *cfg)
+{
+	const struct inode *inode = file_inode(cfg->file);
+	struct vdisk_device *vd;
+	int id;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	idr_for_each_entry(&vdisk_index_idr, vd, id) {
+		enum vdisk_state state = READ_ONCE(vd->state);
+
+		if (state != VDISK_STATE_RUNDOWN && state != VDISK_STATE_DELETING)
+			continue;
+		if (vd->index == cfg->index || vd->image_inode == inode ||
+		    (cfg->name[0] && !strcmp(vd->name, cfg->name)))
+			return true;
+	}
+	return false;
+}
+
+/* A new device in CREATING, holding its index and name; lock held. */
+static int vdisk_dev_reserve(struct vdisk_config *cfg,
+			     struct vdisk_device **out,
+			     struct netlink_ext_ack *extack)
+{
+	struct vdisk_device *vd;
+	int ret;
+
+	lockdep_assert_held(&vdisk_devices_lock);
+	if (cfg->name[0] && vdisk_find_name(cfg->name)) {
+		vdisk_nl_err(extack, "name \"%s\" is already in use", cfg->name);
+		return -EEXIST;
+	}
+	vd = kzalloc(sizeof(*vd), GFP_KERNEL);
+	if (!vd)
+		return -ENOMEM;
+	mutex_init(&vd->lock);
+	INIT_WORK(&vd->remove_work, vdisk_remove_work);
+	vd->index = -1;
+	vd->image_inode = file_inode(cfg->file);
+	strscpy(vd->name, cfg->name, sizeof(vd->name));
+	vd->sector_size = cfg->sector_size;
+	vd->flags = cfg->flags;
+	vd->state = VDISK_STATE_CREATING;
+	ret = vdisk_alloc_index(vd, cfg->index, extack);
+	if (ret) {
+		mutex_destroy(&vd->lock);
+		kfree(vd);
+		return ret;
+	}
+	*out = vd;
+	return 0;
+}
+
+/*
+ * Reserve a device for @cfg, first waiting (killably) for any device on
+ * its way out that it conflicts with.  Called without the lock.
+ */
+static int vdisk_dev_reserve_wait(struct vdisk_config *cfg,
+				  struct vdisk_device **out,
+				  struct netlink_ext_ack *extack)
+{
+	unsigned long gen;
+	bool busy;
+	int ret = 0;
+
+	for (;;) {
+		mutex_lock(&vdisk_devices_lock);
+		gen = vdisk_removals;
+		busy = vdisk_conflicts_leaving(cfg);
+		if (!busy)
+			ret = vdisk_dev_reserve(cfg, out, extack);
+		mutex_unlock(&vdisk_devices_lock);
+		if (!busy)
+			return ret;
+		if (wait_event_killable(vdisk_removed_wq,
+					READ_ONCE(vdisk_removals) != gen))
+			return -EINTR;
+	}
+}
+
+/* Give a device's index (and so its name) back, under the lock. */
+static void vdisk_dev_unreserve(struct vdisk_device *vd)
+{
+	lockdep_assert_held(&vdisk_devices_lock);
+	idr_remove(&vdisk_index_idr, vd->index);
+	WRITE_ONCE(vdisk_removals, vdisk_removals + 1);
+	wake_up_all(&vdisk_removed_wq);
+}
+
+/*
+ * Make a device for @cfg, up to its disk added and scanned, still in
+ * CREATING (unseen): the caller publishes it with vdisk_dev_bind().
+ * Called without vdisk_devices_lock.
+ */
 int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 		  struct netlink_ext_ack *extack)
 {
@@ -389,27 +514,14 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	struct gendisk *disk;
 	int ret;
 
-	lockdep_assert_held(&vdisk_devices_lock);
-
-	if (cfg->name[0] && vdisk_find_name(cfg->name)) {
-		vdisk_nl_err(extack, "name \"%s\" is already in use", cfg->name);
-		return -EEXIST;
-	}
-
-	vd = kzalloc(sizeof(*vd), GFP_KERNEL);
-	if (!vd)
-		return -ENOMEM;
-	mutex_init(&vd->lock);
-	INIT_WORK(&vd->remove_work, vdisk_remove_work);
-	vd->index = -1;
-	strscpy(vd->name, cfg->name, sizeof(vd->name));
-	vd->sector_size = cfg->sector_size;
-	vd->flags = cfg->flags;
-	vd->state = VDISK_STATE_CREATING;
+	lockdep_assert_not_held(&vdisk_devices_lock);
+	ret = vdisk_dev_reserve_wait(cfg, &vd, extack);
+	if (ret)
+		return ret;
 
 	ret = vdisk_image_open(vd, cfg, extack);
 	if (ret)
-		goto out_free_vd;
+		goto out_unreserve;
 	if (!vd->image.writable)
 		vd->flags |= VDISK_FLAG_READ_ONLY;
 
@@ -417,10 +529,6 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	if (ret)
 		goto out_close;
 	vdisk_drop_page_cache(vd);
-
-	ret = vdisk_alloc_index(vd, cfg->index, extack);
-	if (ret)
-		goto out_close;
 
 	vd->tag_set.ops = &vdisk_mq_ops;
 	/*
@@ -447,7 +555,7 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	vd->tag_set.driver_data = vd;
 	ret = blk_mq_alloc_tag_set(&vd->tag_set);
 	if (ret)
-		goto out_free_index;
+		goto out_close;
 
 	vdisk_queue_cfg(vd, &qcfg);
 	disk = vdisk_compat_alloc_disk(&vd->tag_set, &qcfg, vd);
@@ -476,10 +584,6 @@ int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 	ret = device_add_disk(NULL, disk, vdisk_disk_groups);
 	if (ret)
 		goto out_put_disk;
-	mutex_lock(&disk->open_mutex);
-	WRITE_ONCE(vd->state, VDISK_STATE_BOUND);
-	mutex_unlock(&disk->open_mutex);
-
 	*out = vd;
 	return 0;
 
@@ -488,29 +592,50 @@ out_put_disk:
 	put_disk(disk);
 out_free_tag_set:
 	blk_mq_free_tag_set(&vd->tag_set);
-out_free_index:
-	idr_remove(&vdisk_index_idr, vd->index);
 out_close:
 	vdisk_image_close(&vd->image);
-out_free_vd:
+out_unreserve:
+	mutex_lock(&vdisk_devices_lock);
+	vdisk_dev_unreserve(vd);
+	mutex_unlock(&vdisk_devices_lock);
 	mutex_destroy(&vd->lock);
 	kfree(vd);
 	return ret;
 }
 
+/* Publish a device vdisk_dev_add() made: lookups and opens see it. */
+void vdisk_dev_bind(struct vdisk_device *vd)
+{
+	lockdep_assert_held(&vdisk_devices_lock);
+	mutex_lock(&vd->disk->open_mutex);
+	WRITE_ONCE(vd->state, VDISK_STATE_BOUND);
+	mutex_unlock(&vd->disk->open_mutex);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Detach                                                                 */
 
-/* The device is DELETING and unopened; tear it down and free it. */
-static void vdisk_dev_remove(struct vdisk_device *vd)
+/*
+ * Tear down and free a device its caller made DELETING (and so unseen)
+ * while it was unopened.  Called without vdisk_devices_lock: writing back
+ * and closing the image wait on its disk.
+ */
+void vdisk_dev_remove(struct vdisk_device *vd)
 {
-	lockdep_assert_held(&vdisk_devices_lock);
+	lockdep_assert_not_held(&vdisk_devices_lock);
 
 	/* Drains the queue: no request runs after this returns. */
 	del_gendisk(vd->disk);
-	vdisk_nl_notify(vd, VDISK_CMD_EVENT_DETACH);
 	vdisk_image_close(&vd->image);
-	idr_remove(&vdisk_index_idr, vd->index);
+	/*
+	 * Gone: the event goes out once the image is closed and together
+	 * with the index and name being freed, so that whoever reacts to it
+	 * can attach the same image, index or name at once.
+	 */
+	mutex_lock(&vdisk_devices_lock);
+	vdisk_nl_notify(vd, VDISK_CMD_EVENT_DETACH);
+	vdisk_dev_unreserve(vd);
+	mutex_unlock(&vdisk_devices_lock);
 	blk_mq_free_tag_set(&vd->tag_set);
 	put_disk(vd->disk);	/* frees vd through vdisk_free_disk() */
 }
@@ -522,17 +647,23 @@ static void vdisk_remove_work(struct work_struct *work)
 
 	mutex_lock(&vdisk_devices_lock);
 	WRITE_ONCE(vd->state, VDISK_STATE_DELETING);
-	vdisk_dev_remove(vd);
 	mutex_unlock(&vdisk_devices_lock);
+	vdisk_dev_remove(vd);
 }
 
-int vdisk_dev_del(struct vdisk_device *vd, bool lazy,
+/*
+ * Detach @vd, or mark it for detach at last close (@lazy, if open).  If
+ * it is to go now it is made DELETING and *@remove set: the caller then
+ * drops vdisk_devices_lock and calls vdisk_dev_remove().
+ */
+int vdisk_dev_del(struct vdisk_device *vd, bool lazy, bool *remove,
 		  struct netlink_ext_ack *extack)
 {
 	struct gendisk *disk = vd->disk;
 	unsigned int openers;
 
 	lockdep_assert_held(&vdisk_devices_lock);
+	*remove = false;
 
 	mutex_lock(&disk->open_mutex);
 	/*
@@ -561,8 +692,7 @@ int vdisk_dev_del(struct vdisk_device *vd, bool lazy,
 	}
 	WRITE_ONCE(vd->state, VDISK_STATE_DELETING);
 	mutex_unlock(&disk->open_mutex);
-
-	vdisk_dev_remove(vd);
+	*remove = true;
 	return 0;
 }
 
@@ -790,7 +920,7 @@ out_unlock:
 
 int vdisk_dev_init(void)
 {
-	vdisk_ctl_wq = alloc_ordered_workqueue("vdisk_ctl", 0);
+	vdisk_ctl_wq = alloc_workqueue("vdisk_ctl", WQ_UNBOUND, 0);
 	if (!vdisk_ctl_wq)
 		return -ENOMEM;
 	vdisk_major = register_blkdev(0, VDISK_DISK_PREFIX);
@@ -803,7 +933,10 @@ int vdisk_dev_init(void)
 
 /*
  * Module unload: the module cannot be unloaded while a device is open (each
- * open holds a module reference), so whatever is left can be removed.
+ * open holds a module reference), so whatever is left can be removed.  The
+ * family is unregistered by now, which waits for running handlers, and
+ * the flush runs the autoclears: every device left is BOUND, none is being
+ * attached or detached.
  */
 void vdisk_dev_exit(void)
 {
@@ -811,12 +944,19 @@ void vdisk_dev_exit(void)
 	int id;
 
 	flush_workqueue(vdisk_ctl_wq);
-	mutex_lock(&vdisk_devices_lock);
-	idr_for_each_entry(&vdisk_index_idr, vd, id) {
-		WRITE_ONCE(vd->state, VDISK_STATE_DELETING);
+	for (;;) {
+		id = 0;
+		mutex_lock(&vdisk_devices_lock);
+		vd = idr_get_next(&vdisk_index_idr, &id);
+		if (vd) {
+			WARN_ON_ONCE(READ_ONCE(vd->state) != VDISK_STATE_BOUND);
+			WRITE_ONCE(vd->state, VDISK_STATE_DELETING);
+		}
+		mutex_unlock(&vdisk_devices_lock);
+		if (!vd)
+			break;
 		vdisk_dev_remove(vd);
 	}
-	mutex_unlock(&vdisk_devices_lock);
 	idr_destroy(&vdisk_index_idr);
 	destroy_workqueue(vdisk_ctl_wq);
 	unregister_blkdev(vdisk_major, VDISK_DISK_PREFIX);

@@ -579,14 +579,16 @@ static int vdisk_nl_add(struct sk_buff *skb, struct genl_info *info)
 		goto out_put_backing;
 	}
 
-	mutex_lock(&vdisk_devices_lock);
+	/* Opening the image and scanning it wait on its disk: unlocked. */
 	ret = vdisk_dev_add(&cfg, &vd, info->extack);
 	if (!ret) {
+		mutex_lock(&vdisk_devices_lock);
+		vdisk_dev_bind(vd);
 		WARN_ON_ONCE(vdisk_nl_fill(reply, vd, info->snd_portid,
 					   info->snd_seq, 0, VDISK_CMD_ADD));
 		vdisk_nl_notify(vd, VDISK_CMD_EVENT_ATTACH);
+		mutex_unlock(&vdisk_devices_lock);
 	}
-	mutex_unlock(&vdisk_devices_lock);
 
 	if (ret)
 		nlmsg_free(reply);
@@ -602,6 +604,7 @@ out_fput:
 static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vdisk_device *vd;
+	bool remove = false;
 	u32 flags = 0;
 	int ret;
 
@@ -618,8 +621,12 @@ static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
 	if (IS_ERR(vd))
 		ret = PTR_ERR(vd);
 	else
-		ret = vdisk_dev_del(vd, flags & VDISK_DEL_LAZY, info->extack);
+		ret = vdisk_dev_del(vd, flags & VDISK_DEL_LAZY, &remove,
+				    info->extack);
 	mutex_unlock(&vdisk_devices_lock);
+	/* Writing back and closing the image wait on its disk: unlocked. */
+	if (remove)
+		vdisk_dev_remove(vd);
 	return ret;
 }
 
@@ -861,9 +868,10 @@ static struct genl_family vdisk_family __ro_after_init = {
 	 * Without it every handler runs under the genetlink mutex, which
 	 * every family without parallel_ops shares (nlctrl, taskstats, ...):
 	 * a SET or DEL whose fsync waits on a slow disk would hold up all of
-	 * them.  The handlers serialize on vdisk_devices_lock instead; what
-	 * ADD does before taking it touches only the request and the
-	 * caller's files.  Every handler still holds genetlink's cb_lock for
+	 * them.  The handlers serialize on vdisk_devices_lock instead, and
+	 * do what waits on an image's disk (opening or closing it, adding or
+	 * deleting its disk) on a device no other handler can find (see
+	 * vdisk_dev_add()).  Every handler still holds genetlink's cb_lock for
 	 * reading, so a family (un)registering meanwhile, and the requests
 	 * queued behind it, wait for such a SET: rare, and not ours to fix.
 	 */

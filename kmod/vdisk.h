@@ -26,12 +26,15 @@
  * gendisk->open_mutex where an open could race), except BOUND -> RUNDOWN in
  * release(), which holds only open_mutex.
  *
- *   CREATING --add_disk done--> BOUND
+ *   CREATING --add_disk done, published--> BOUND
  *   BOUND --DEL--> DELETING --put_disk--> (freed)
  *   BOUND --last close with autoclear--> RUNDOWN --work--> DELETING
  *
- * Only CREATING (the partition scan) and BOUND devices accept opens.  Requests are failed once the state is
- * past BOUND and the block layer has drained the queue in del_gendisk().
+ * Only CREATING (the partition scan) and BOUND devices accept opens.
+ * Requests are failed once the state is past BOUND and the block layer has
+ * drained the queue in del_gendisk().  Lookups see only BOUND devices: the
+ * slow parts of attach (CREATING) and detach (DELETING) run without
+ * vdisk_devices_lock, on a device only their caller holds.
  */
 enum vdisk_state {
 	VDISK_STATE_CREATING,
@@ -81,6 +84,11 @@ struct vdisk_device {
 
 	/* The top image and its format; immutable while the device exists. */
 	struct vdisk_image image;
+	/*
+	 * The image file's inode, for identity only (never dereferenced): an
+	 * attach of the same file waits while this device is on its way out.
+	 */
+	const struct inode *image_inode;
 
 	/* Set at attach; flags and cache change under @lock. */
 	char name[VDISK_NAME_MAX];
@@ -120,8 +128,10 @@ int vdisk_dev_init(void);
 void vdisk_dev_exit(void);
 int vdisk_dev_add(struct vdisk_config *cfg, struct vdisk_device **out,
 		  struct netlink_ext_ack *extack);
-int vdisk_dev_del(struct vdisk_device *vd, bool lazy,
+void vdisk_dev_bind(struct vdisk_device *vd);
+int vdisk_dev_del(struct vdisk_device *vd, bool lazy, bool *remove,
 		  struct netlink_ext_ack *extack);
+void vdisk_dev_remove(struct vdisk_device *vd);
 struct vdisk_device *vdisk_dev_find(int index, const char *name);
 int vdisk_dev_for_each(int (*fn)(struct vdisk_device *vd, void *arg),
 		       void *arg, int *pos);

@@ -112,6 +112,21 @@ trap vd_cleanup EXIT
 # Register a shell command to run at exit (last registered runs first).
 at_exit() { VD_CLEANUP_CMDS+=("$*"); }
 
+# Until every PID ($2...) has exited, at most $1 seconds; false if one has
+# not.  A task waiting on a mutex cannot be killed: tests that may leave
+# one behind poll it, undo what it waits for, and only then wait on it.
+poll_exited() {
+	local tenths=$(($1 * 10)) i p alive
+	shift
+	for ((i = 0; i < tenths; i++)); do
+		alive=
+		for p; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ -z "$alive" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 vd_need_module() {
 	if [ ! -d /sys/module/vdisk ]; then
 		modprobe vdisk || fail "modprobe vdisk failed"

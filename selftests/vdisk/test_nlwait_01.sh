@@ -33,10 +33,7 @@ fi
 ctl=$!
 "$VDISKCTL" list >"$VD_DIR/list.out" 2>&1 &
 list=$!
-for ((i = 0; i < 100; i++)); do
-	kill -0 $ctl 2>/dev/null || kill -0 $list 2>/dev/null || break
-	sleep 0.1
-done
+poll_exited 10 $ctl $list
 ctl_waited=$(kill -0 $ctl 2>/dev/null && echo 1)
 list_waited=$(kill -0 $list 2>/dev/null && echo 1)
 run dmsetup resume "$FL_NAME"

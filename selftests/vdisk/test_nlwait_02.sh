@@ -1,0 +1,89 @@
+#!/bin/bash
+# An attach or a detach that waits on the image's disk (the partition scan,
+# a qcow2 image's metadata written back at close; the disk under the image
+# suspended) does not hold up the other devices: `vdiskctl list`, and an
+# attach and a detach of an image elsewhere, answer meanwhile.
+. ./lib.sh
+. ./fault_lib.sh
+command -v qemu-img >/dev/null || skip "qemu-img not installed"
+fl_setup 64
+q=$FL_MNT/q.qcow2
+r=$FL_MNT/r.img
+run qemu-img create -q -f qcow2 "$q" 32M
+# Data, not holes: a direct read of a hole needs no disk.
+run dd if=/dev/urandom of="$r" bs=1M count=16 conv=fsync status=none
+attach --cache none "$q"
+qdev=$DEV
+# New clusters: the image's tables change, and are written back at close.
+run dd if=/dev/urandom of="$VD_DIR/data" bs=1M count=4 status=none
+run dd if="$VD_DIR/data" of="$qdev" bs=1M oflag=direct status=none
+# vdiskctl reads the raw image's first sectors through the page cache (the
+# format probe), where dd left them; the kernel's partition scan reads
+# them directly.
+run dmsetup suspend --nolockfs --noflush "$FL_NAME"
+at_exit dmsetup resume "$FL_NAME"	# before a detach waits on it
+
+# Until $1's state is D (waiting in the kernel: on the disk, or on a
+# lock held across it); false after 10 s.
+wait_d() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = D ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+"$VDISKCTL" detach "$qdev" >"$VD_DIR/del.out" 2>&1 &
+del=$!
+del_d=$(wait_d $del && echo 1)
+"$VDISKCTL" attach --format raw --cache none "$r" >"$VD_DIR/add.out" 2>&1 &
+add=$!
+add_d=$(wait_d $add && echo 1)
+# The image being detached, attached again: this waits until the detach
+# has written its tables back, or it would read stale ones.
+"$VDISKCTL" attach --cache none "$q" >"$VD_DIR/readd.out" 2>&1 &
+readd=$!
+
+# Meanwhile, on another file system.  A task waiting on a mutex cannot be
+# killed: poll, then resume the disk either way so nothing stays stuck.
+truncate -s 8M "$VD_DIR/t.img"
+{
+	"$VDISKCTL" list >"$VD_DIR/list.out" 2>&1 || exit 1
+	t=$("$VDISKCTL" attach "$VD_DIR/t.img" 2>&1) || { echo "$t"; exit 2; }
+	echo "$t"
+	"$VDISKCTL" detach "$t" || exit 3
+} >"$VD_DIR/other.out" 2>&1 &
+other=$!
+poll_exited 10 $other
+other_waited=$(kill -0 $other 2>/dev/null && echo 1)
+readd_waited=$(kill -0 $readd 2>/dev/null && echo 1)
+run dmsetup resume "$FL_NAME"
+wait $other
+other_rc=$?
+wait $del
+del_rc=$?
+wait $add
+add_rc=$?
+wait $readd
+readd_rc=$?
+rdev=$(cat "$VD_DIR/add.out")
+case "$rdev" in /dev/vdisk[0-9]*) VD_DEVICES+=("$rdev") ;; esac
+qdev2=$(cat "$VD_DIR/readd.out")
+case "$qdev2" in /dev/vdisk[0-9]*) VD_DEVICES+=("$qdev2") ;; esac
+
+[ -n "$del_d" ] || fail "detach did not wait for the suspended disk: $(cat "$VD_DIR/del.out")"
+[ -n "$add_d" ] || fail "attach did not wait for the suspended disk: $(cat "$VD_DIR/add.out")"
+[ -z "$other_waited" ] || fail "list, attach and detach of another image waited 10 s behind them"
+[ $other_rc -eq 0 ] || fail "list, attach or detach of another image failed ($other_rc): $(cat "$VD_DIR/other.out")"
+grep -q "^$qdev " "$VD_DIR/list.out" &&
+	fail "list showed $qdev while it was being detached: $(cat "$VD_DIR/list.out")"
+[ $del_rc -eq 0 ] || fail "detach failed: $(cat "$VD_DIR/del.out")"
+[ $add_rc -eq 0 ] || fail "attach failed: $(cat "$VD_DIR/add.out")"
+[ $readd_rc -eq 0 ] || fail "attach of the image being detached failed: $(cat "$VD_DIR/readd.out")"
+[ -n "$readd_waited" ] || fail "attach of the image being detached did not wait for the detach"
+assert_eq "$(cat "/sys/block/${rdev#/dev/}/vdisk/backing_file")" "$r" "attached file"
+detach "$rdev"
+cmp -n 4M "$VD_DIR/data" "$qdev2" || fail "$q read back other data when attached again"
+detach "$qdev2"
+run qemu-img check -q "$q"
+exit 0
