@@ -18,11 +18,12 @@
 #include "vdisk.h"
 
 /*
- * Protects vdisk_index_idr, device names, and every state transition except
- * BOUND -> RUNDOWN.  Held across a whole netlink command so that commands on
- * the same device never interleave, except for the parts of attach and
- * detach that wait on the image's disk, which run on a device no lookup
- * sees (see vdisk_dev_add()).
+ * Protects vdisk_index_idr, device names, pins, and every state transition
+ * except BOUND -> RUNDOWN.  Held across each netlink command, so that
+ * commands on the same device never interleave, except for the parts that
+ * wait on an image's disk: attach and detach run those on a device no
+ * lookup sees (see vdisk_dev_add()), SET on a pinned device under its
+ * set_lock (vdisk_dev_pin()).
  */
 DEFINE_MUTEX(vdisk_devices_lock);
 static DEFINE_IDR(vdisk_index_idr);
@@ -83,6 +84,7 @@ static void vdisk_free_disk(struct gendisk *disk)
 {
 	struct vdisk_device *vd = disk->private_data;
 
+	mutex_destroy(&vd->set_lock);
 	mutex_destroy(&vd->lock);
 	kfree(vd);
 }
@@ -399,23 +401,80 @@ static void vdisk_remove_work(struct work_struct *work);
  */
 
 /*
- * Counts devices whose index was freed, under the lock, and wakes
- * vdisk_removed_wq: an attach waiting for a device on its way out
- * (vdisk_dev_add()) waits for it to change.
+ * Counts what a waiting ADD or DEL may be waiting for: an index freed, a
+ * device unpinned.  Changed under the lock, which waiters read it under
+ * before they check; vdisk_progress_wq is woken at each change.
  */
-static unsigned long vdisk_removals;
-static DECLARE_WAIT_QUEUE_HEAD(vdisk_removed_wq);
+static unsigned long vdisk_progress;
+static DECLARE_WAIT_QUEUE_HEAD(vdisk_progress_wq);
+
+static void vdisk_dev_progress(void)
+{
+	lockdep_assert_held(&vdisk_devices_lock);
+	WRITE_ONCE(vdisk_progress, vdisk_progress + 1);
+	wake_up_all(&vdisk_progress_wq);
+}
+
+/* The count to wait on, read under the lock before the caller's check. */
+unsigned long vdisk_dev_progress_mark(void)
+{
+	lockdep_assert_held(&vdisk_devices_lock);
+	return vdisk_progress;
+}
+
+/* Wait, killably, until something changed since @mark; without the lock. */
+int vdisk_dev_wait_progress(unsigned long mark)
+{
+	lockdep_assert_not_held(&vdisk_devices_lock);
+	if (wait_event_killable(vdisk_progress_wq,
+				READ_ONCE(vdisk_progress) != mark))
+		return -EINTR;
+	return 0;
+}
+
+/*
+ * A SET runs without vdisk_devices_lock (its fsync or the format's
+ * metadata writes wait on the disk), with the device pinned: a DEL waits
+ * for the pins to go before it decides, and a removal (autoclear) before
+ * it tears down.  Taken under the lock on a BOUND device.
+ */
+void vdisk_dev_pin(struct vdisk_device *vd)
+{
+	lockdep_assert_held(&vdisk_devices_lock);
+	vd->pins++;
+}
+
+void vdisk_dev_unpin(struct vdisk_device *vd)
+{
+	mutex_lock(&vdisk_devices_lock);
+	WRITE_ONCE(vd->pins, vd->pins - 1);
+	vdisk_dev_progress();
+	mutex_unlock(&vdisk_devices_lock);
+}
+
+unsigned int vdisk_dev_pins(struct vdisk_device *vd)
+{
+	lockdep_assert_held(&vdisk_devices_lock);
+	return vd->pins;
+}
+
+/* What identifies an image's storage: a file's inode, a block device's. */
+static const struct inode *vdisk_file_identity(struct file *file)
+{
+	return file->f_mapping->host;
+}
 
 /*
  * Would @cfg conflict with a device on its way out (detach or autoclear in
- * progress, its index and name still held)?  By index, by name, or by
- * image file: that device may still be writing the image's metadata back,
- * and an open now would read stale tables.  Lock held.
+ * progress, its index and name still held)?  By index, by name, or by an
+ * image file of @cfg's (top or backing) that is that device's top image:
+ * it may still be writing the image's tables back, and an open now would
+ * read stale ones.  (Its backing layers are only read.)  Lock held.
  */
 static bool vdisk_conflicts_leaving(const struct vdisk_config *cfg)
 {
-	const struct inode *inode = file_inode(cfg->file);
 	struct vdisk_device *vd;
+	unsigned int i;
 	int id;
 
 	lockdep_assert_held(&vdisk_devices_lock);
@@ -424,9 +483,14 @@ static bool vdisk_conflicts_leaving(const struct vdisk_config *cfg)
 
 		if (state != VDISK_STATE_RUNDOWN && state != VDISK_STATE_DELETING)
 			continue;
-		if (vd->index == cfg->index || vd->image_inode == inode ||
+		if (vd->index == cfg->index ||
+		    vd->image_inode == vdisk_file_identity(cfg->file) ||
 		    (cfg->name[0] && !strcmp(vd->name, cfg->name)))
 			return true;
+		for (i = 0; i < cfg->nr_backing; i++)
+			if (vd->image_inode ==
+			    vdisk_file_identity(cfg->backing[i].file))
+				return true;
 	}
 	return false;
 }
@@ -448,15 +512,17 @@ static int vdisk_dev_reserve(struct vdisk_config *cfg,
 	if (!vd)
 		return -ENOMEM;
 	mutex_init(&vd->lock);
+	mutex_init(&vd->set_lock);
 	INIT_WORK(&vd->remove_work, vdisk_remove_work);
 	vd->index = -1;
-	vd->image_inode = file_inode(cfg->file);
+	vd->image_inode = vdisk_file_identity(cfg->file);
 	strscpy(vd->name, cfg->name, sizeof(vd->name));
 	vd->sector_size = cfg->sector_size;
 	vd->flags = cfg->flags;
 	vd->state = VDISK_STATE_CREATING;
 	ret = vdisk_alloc_index(vd, cfg->index, extack);
 	if (ret) {
+		mutex_destroy(&vd->set_lock);
 		mutex_destroy(&vd->lock);
 		kfree(vd);
 		return ret;
@@ -473,22 +539,22 @@ static int vdisk_dev_reserve_wait(struct vdisk_config *cfg,
 				  struct vdisk_device **out,
 				  struct netlink_ext_ack *extack)
 {
-	unsigned long gen;
+	unsigned long mark;
 	bool busy;
 	int ret = 0;
 
 	for (;;) {
 		mutex_lock(&vdisk_devices_lock);
-		gen = vdisk_removals;
+		mark = vdisk_dev_progress_mark();
 		busy = vdisk_conflicts_leaving(cfg);
 		if (!busy)
 			ret = vdisk_dev_reserve(cfg, out, extack);
 		mutex_unlock(&vdisk_devices_lock);
 		if (!busy)
 			return ret;
-		if (wait_event_killable(vdisk_removed_wq,
-					READ_ONCE(vdisk_removals) != gen))
-			return -EINTR;
+		ret = vdisk_dev_wait_progress(mark);
+		if (ret)
+			return ret;
 	}
 }
 
@@ -497,8 +563,7 @@ static void vdisk_dev_unreserve(struct vdisk_device *vd)
 {
 	lockdep_assert_held(&vdisk_devices_lock);
 	idr_remove(&vdisk_index_idr, vd->index);
-	WRITE_ONCE(vdisk_removals, vdisk_removals + 1);
-	wake_up_all(&vdisk_removed_wq);
+	vdisk_dev_progress();
 }
 
 /*
@@ -598,6 +663,7 @@ out_unreserve:
 	mutex_lock(&vdisk_devices_lock);
 	vdisk_dev_unreserve(vd);
 	mutex_unlock(&vdisk_devices_lock);
+	mutex_destroy(&vd->set_lock);
 	mutex_destroy(&vd->lock);
 	kfree(vd);
 	return ret;
@@ -624,11 +690,15 @@ void vdisk_dev_remove(struct vdisk_device *vd)
 {
 	lockdep_assert_not_held(&vdisk_devices_lock);
 
+	/* A SET that pinned it while BOUND finishes first; no new one can. */
+	wait_event(vdisk_progress_wq, !READ_ONCE(vd->pins));
 	/* Drains the queue: no request runs after this returns. */
 	del_gendisk(vd->disk);
 	vdisk_image_close(&vd->image);
 	/*
-	 * Gone: the event goes out once the image is closed and together
+	 * Gone: the event goes out once the image is released (the format's
+	 * tables written back; the file's last close may be deferred to the
+	 * end of this task's system call or to a kernel thread) and together
 	 * with the index and name being freed, so that whoever reacts to it
 	 * can attach the same image, index or name at once.
 	 */
@@ -759,7 +829,7 @@ int vdisk_dev_refresh_size(struct vdisk_device *vd,
 	struct vdisk_image *img = &vd->image;
 	int ret;
 
-	lockdep_assert_held(&vdisk_devices_lock);
+	lockdep_assert_held(&vd->set_lock);
 	mutex_lock(&vd->lock);
 	ret = img->ops->refresh_size(img, vd->sector_size, extack);
 	if (!ret)
@@ -794,7 +864,7 @@ int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 	int ret;
 	unsigned int noio;
 
-	lockdep_assert_held(&vdisk_devices_lock);
+	lockdep_assert_held(&vd->set_lock);
 	if (!img->ops->resize) {
 		vdisk_nl_err(extack, "%s images follow the file size: grow the file, then vdiskctl resize",
 			     img->ops->name);
@@ -827,7 +897,7 @@ int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 	int ret = 0;
 	unsigned int noio;
 
-	lockdep_assert_held(&vdisk_devices_lock);
+	lockdep_assert_held(&vd->set_lock);
 	if (!ro && !vd->image.writable) {
 		vdisk_nl_err(extack, "image was opened read-only; detach and attach it writable");
 		return -EROFS;
@@ -849,7 +919,7 @@ int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 
 int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on)
 {
-	lockdep_assert_held(&vdisk_devices_lock);
+	lockdep_assert_held(&vd->set_lock);
 	mutex_lock(&vd->lock);
 	WRITE_ONCE(vd->flags, on ? vd->flags | VDISK_FLAG_AUTOCLEAR :
 			       vd->flags & ~VDISK_FLAG_AUTOCLEAR);
@@ -887,7 +957,7 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 	int ret;
 	unsigned int noio;
 
-	lockdep_assert_held(&vdisk_devices_lock);
+	lockdep_assert_held(&vd->set_lock);
 	mutex_lock(&vd->lock);
 	ret = vdisk_pick_cache(vd, want, &mode, extack);
 	if (ret || mode == vd->cache)

@@ -304,6 +304,14 @@ void vdisk_nl_notify(struct vdisk_device *vd, u8 cmd)
 	genlmsg_multicast(&vdisk_family, skb, 0, 0, GFP_KERNEL);
 }
 
+/* The same, from a SET, which holds a pin but not vdisk_devices_lock. */
+static void vdisk_nl_notify_unlocked(struct vdisk_device *vd, u8 cmd)
+{
+	mutex_lock(&vdisk_devices_lock);
+	vdisk_nl_notify(vd, cmd);
+	mutex_unlock(&vdisk_devices_lock);
+}
+
 static int vdisk_nl_reply(struct vdisk_device *vd, struct genl_info *info)
 {
 	struct sk_buff *skb;
@@ -616,14 +624,27 @@ static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
 	if (ret)
 		return ret;
 
-	mutex_lock(&vdisk_devices_lock);
-	vd = vdisk_nl_lookup(info);
-	if (IS_ERR(vd))
-		ret = PTR_ERR(vd);
-	else
-		ret = vdisk_dev_del(vd, flags & VDISK_DEL_LAZY, &remove,
-				    info->extack);
-	mutex_unlock(&vdisk_devices_lock);
+	/* A SET in progress on the device goes first, as if queued before. */
+	for (;;) {
+		unsigned long mark;
+		bool busy;
+
+		mutex_lock(&vdisk_devices_lock);
+		mark = vdisk_dev_progress_mark();
+		vd = vdisk_nl_lookup(info);
+		busy = !IS_ERR(vd) && vdisk_dev_pins(vd);
+		if (IS_ERR(vd))
+			ret = PTR_ERR(vd);
+		else if (!busy)
+			ret = vdisk_dev_del(vd, flags & VDISK_DEL_LAZY, &remove,
+					    info->extack);
+		mutex_unlock(&vdisk_devices_lock);
+		if (!busy)
+			break;
+		ret = vdisk_dev_wait_progress(mark);
+		if (ret)
+			return ret;
+	}
 	/* Writing back and closing the image wait on its disk: unlocked. */
 	if (remove)
 		vdisk_dev_remove(vd);
@@ -772,12 +793,20 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	if (tb[VDISK_ATTR_CACHE])
 		vdisk_nl_presync(info, cache);
 
+	/*
+	 * The changes wait on the disk (fsync, the format's metadata): they
+	 * run without vdisk_devices_lock, the device pinned, one SET at a
+	 * time per device.
+	 */
 	mutex_lock(&vdisk_devices_lock);
 	vd = vdisk_nl_lookup(info);
-	if (IS_ERR(vd)) {
-		ret = PTR_ERR(vd);
-		goto out_unlock;
-	}
+	if (!IS_ERR(vd))
+		vdisk_dev_pin(vd);
+	mutex_unlock(&vdisk_devices_lock);
+	if (IS_ERR(vd))
+		return PTR_ERR(vd);
+	mutex_lock(&vd->set_lock);
+
 	/* RESIZE events say the capacity changed, as the uevent does. */
 	size = get_capacity(vd->disk);
 	if (tb[VDISK_ATTR_SIZE]) {
@@ -791,7 +820,7 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	if (flags & VDISK_SET_REFRESH_SIZE)
 		ret = vdisk_dev_refresh_size(vd, info->extack);
 	if (get_capacity(vd->disk) != size)
-		vdisk_nl_notify(vd, VDISK_CMD_EVENT_RESIZE);
+		vdisk_nl_notify_unlocked(vd, VDISK_CMD_EVENT_RESIZE);
 	if (ret)
 		goto out_unlock;
 	if (flags & (VDISK_SET_READ_ONLY | VDISK_SET_READ_WRITE)) {
@@ -814,9 +843,10 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	ret = vdisk_nl_reply(vd, info);
 out_notify:
 	if (changed)
-		vdisk_nl_notify(vd, VDISK_CMD_EVENT_CHANGE);
+		vdisk_nl_notify_unlocked(vd, VDISK_CMD_EVENT_CHANGE);
 out_unlock:
-	mutex_unlock(&vdisk_devices_lock);
+	mutex_unlock(&vd->set_lock);
+	vdisk_dev_unpin(vd);
 	return ret;
 }
 

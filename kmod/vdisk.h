@@ -77,16 +77,17 @@ struct vdisk_device {
 	enum vdisk_state state;
 
 	/*
-	 * Serialises changes to a bound device (SET) against each other and
-	 * against sysfs readers that need a consistent pair of fields.
+	 * Serialises each change to a bound device (SET) against sysfs
+	 * readers that need a consistent pair of fields.
 	 */
 	struct mutex lock;
 
 	/* The top image and its format; immutable while the device exists. */
 	struct vdisk_image image;
 	/*
-	 * The image file's inode, for identity only (never dereferenced): an
-	 * attach of the same file waits while this device is on its way out.
+	 * The image's inode (a block device's for a device node), for
+	 * identity only, never dereferenced: an attach that uses the same
+	 * image waits while this device is on its way out.
 	 */
 	const struct inode *image_inode;
 
@@ -115,6 +116,13 @@ struct vdisk_device {
 
 	/* Deferred detach after the last close of an autoclear device. */
 	struct work_struct remove_work;
+
+	/*
+	 * SETs in progress (vdisk_dev_pin(), under vdisk_devices_lock): they
+	 * run without that lock, one at a time under @set_lock.
+	 */
+	unsigned int pins;
+	struct mutex set_lock;
 };
 
 
@@ -132,6 +140,11 @@ void vdisk_dev_bind(struct vdisk_device *vd);
 int vdisk_dev_del(struct vdisk_device *vd, bool lazy, bool *remove,
 		  struct netlink_ext_ack *extack);
 void vdisk_dev_remove(struct vdisk_device *vd);
+void vdisk_dev_pin(struct vdisk_device *vd);
+void vdisk_dev_unpin(struct vdisk_device *vd);
+unsigned int vdisk_dev_pins(struct vdisk_device *vd);
+unsigned long vdisk_dev_progress_mark(void);
+int vdisk_dev_wait_progress(unsigned long mark);
 struct vdisk_device *vdisk_dev_find(int index, const char *name);
 int vdisk_dev_for_each(int (*fn)(struct vdisk_device *vd, void *arg),
 		       void *arg, int *pos);

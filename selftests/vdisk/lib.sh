@@ -112,6 +112,32 @@ trap vd_cleanup EXIT
 # Register a shell command to run at exit (last registered runs first).
 at_exit() { VD_CLEANUP_CMDS+=("$*"); }
 
+# Until task $1 is in state D (waiting in the kernel: on a disk, or on a
+# lock held across a wait on one); false after 10 s.
+poll_state_d() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = D ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# What other users of vdisk do while a test holds one device up, in the
+# background: `vdiskctl list` (into $VD_DIR/list.out), then an attach and
+# a detach of a new image in $VD_DIR.  Its pid is left in OTHER_PID; it
+# exits 1, 2 or 3 at the step that failed, its output in other.out.
+start_other_commands() {
+	truncate -s 8M "$VD_DIR/other.img"
+	{
+		"$VDISKCTL" list >"$VD_DIR/list.out" 2>&1 || exit 1
+		t=$("$VDISKCTL" attach "$VD_DIR/other.img" 2>&1) || { echo "$t"; exit 2; }
+		echo "$t"
+		"$VDISKCTL" detach "$t" || exit 3
+	} >"$VD_DIR/other.out" 2>&1 &
+	OTHER_PID=$!
+}
+
 # Until every PID ($2...) has exited, at most $1 seconds; false if one has
 # not.  A task waiting on a mutex cannot be killed: tests that may leave
 # one behind poll it, undo what it waits for, and only then wait on it.

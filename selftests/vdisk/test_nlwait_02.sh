@@ -17,43 +17,29 @@ qdev=$DEV
 # New clusters: the image's tables change, and are written back at close.
 run dd if=/dev/urandom of="$VD_DIR/data" bs=1M count=4 status=none
 run dd if="$VD_DIR/data" of="$qdev" bs=1M oflag=direct status=none
-# vdiskctl reads the raw image's first sectors through the page cache (the
-# format probe), where dd left them; the kernel's partition scan reads
-# them directly.
+# The attach of the raw image (--cache none drops its page cache) reads
+# the disk in its partition scan.  The qcow2 image's pages are read into
+# the page cache: attached again with write-back cache, it would need
+# nothing from the disk but for the wait on its detach.
+run dd if="$q" of=/dev/null bs=1M status=none
 run dmsetup suspend --nolockfs --noflush "$FL_NAME"
 at_exit dmsetup resume "$FL_NAME"	# before a detach waits on it
 
-# Until $1's state is D (waiting in the kernel: on the disk, or on a
-# lock held across it); false after 10 s.
-wait_d() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = D ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 "$VDISKCTL" detach "$qdev" >"$VD_DIR/del.out" 2>&1 &
 del=$!
-del_d=$(wait_d $del && echo 1)
+del_d=$(poll_state_d $del && echo 1)
 "$VDISKCTL" attach --format raw --cache none "$r" >"$VD_DIR/add.out" 2>&1 &
 add=$!
-add_d=$(wait_d $add && echo 1)
+add_d=$(poll_state_d $add && echo 1)
 # The image being detached, attached again: this waits until the detach
 # has written its tables back, or it would read stale ones.
-"$VDISKCTL" attach --cache none "$q" >"$VD_DIR/readd.out" 2>&1 &
+"$VDISKCTL" attach --cache writeback "$q" >"$VD_DIR/readd.out" 2>&1 &
 readd=$!
 
 # Meanwhile, on another file system.  A task waiting on a mutex cannot be
 # killed: poll, then resume the disk either way so nothing stays stuck.
-truncate -s 8M "$VD_DIR/t.img"
-{
-	"$VDISKCTL" list >"$VD_DIR/list.out" 2>&1 || exit 1
-	t=$("$VDISKCTL" attach "$VD_DIR/t.img" 2>&1) || { echo "$t"; exit 2; }
-	echo "$t"
-	"$VDISKCTL" detach "$t" || exit 3
-} >"$VD_DIR/other.out" 2>&1 &
-other=$!
+start_other_commands
+other=$OTHER_PID
 poll_exited 10 $other
 other_waited=$(kill -0 $other 2>/dev/null && echo 1)
 readd_waited=$(kill -0 $readd 2>/dev/null && echo 1)
