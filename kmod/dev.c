@@ -19,11 +19,10 @@
 
 /*
  * Protects vdisk_index_idr, device names, pins, and every state transition
- * except BOUND -> RUNDOWN.  Held across each netlink command, so that
- * commands on the same device never interleave, except for the parts that
- * wait on an image's disk: attach and detach run those on a device no
- * lookup sees (see vdisk_dev_add()), SET on a pinned device under its
- * set_lock (vdisk_dev_pin()).
+ * except BOUND -> RUNDOWN.  Never held across a wait on an image's disk:
+ * attach and detach do that on a device no lookup sees (see
+ * vdisk_dev_add()), SET on a pinned device under its own lock
+ * (vdisk_dev_pin()), so one hung disk holds up only its own device.
  */
 DEFINE_MUTEX(vdisk_devices_lock);
 static DEFINE_IDR(vdisk_index_idr);
@@ -84,7 +83,6 @@ static void vdisk_free_disk(struct gendisk *disk)
 {
 	struct vdisk_device *vd = disk->private_data;
 
-	mutex_destroy(&vd->set_lock);
 	mutex_destroy(&vd->lock);
 	kfree(vd);
 }
@@ -416,14 +414,14 @@ static void vdisk_dev_progress(void)
 }
 
 /* The count to wait on, read under the lock before the caller's check. */
-unsigned long vdisk_dev_progress_mark(void)
+static unsigned long vdisk_dev_progress_mark(void)
 {
 	lockdep_assert_held(&vdisk_devices_lock);
 	return vdisk_progress;
 }
 
 /* Wait, killably, until something changed since @mark; without the lock. */
-int vdisk_dev_wait_progress(unsigned long mark)
+static int vdisk_dev_wait_progress(unsigned long mark)
 {
 	lockdep_assert_not_held(&vdisk_devices_lock);
 	if (wait_event_killable(vdisk_progress_wq,
@@ -433,10 +431,11 @@ int vdisk_dev_wait_progress(unsigned long mark)
 }
 
 /*
- * A SET runs without vdisk_devices_lock (its fsync or the format's
- * metadata writes wait on the disk), with the device pinned: a DEL waits
- * for the pins to go before it decides, and a removal (autoclear) before
- * it tears down.  Taken under the lock on a BOUND device.
+ * SET and DEL wait for the device's own lock (vd->lock) and run their
+ * changes under it without vdisk_devices_lock (a SET's fsync or metadata
+ * writes wait on the disk), with the device pinned so that it is not
+ * freed meanwhile: a removal waits for the pins before it tears down.
+ * Taken under vdisk_devices_lock on a BOUND device.
  */
 void vdisk_dev_pin(struct vdisk_device *vd)
 {
@@ -450,12 +449,6 @@ void vdisk_dev_unpin(struct vdisk_device *vd)
 	WRITE_ONCE(vd->pins, vd->pins - 1);
 	vdisk_dev_progress();
 	mutex_unlock(&vdisk_devices_lock);
-}
-
-unsigned int vdisk_dev_pins(struct vdisk_device *vd)
-{
-	lockdep_assert_held(&vdisk_devices_lock);
-	return vd->pins;
 }
 
 /* What identifies an image's storage: a file's inode, a block device's. */
@@ -512,7 +505,6 @@ static int vdisk_dev_reserve(struct vdisk_config *cfg,
 	if (!vd)
 		return -ENOMEM;
 	mutex_init(&vd->lock);
-	mutex_init(&vd->set_lock);
 	INIT_WORK(&vd->remove_work, vdisk_remove_work);
 	vd->index = -1;
 	vd->image_inode = vdisk_file_identity(cfg->file);
@@ -522,7 +514,6 @@ static int vdisk_dev_reserve(struct vdisk_config *cfg,
 	vd->state = VDISK_STATE_CREATING;
 	ret = vdisk_alloc_index(vd, cfg->index, extack);
 	if (ret) {
-		mutex_destroy(&vd->set_lock);
 		mutex_destroy(&vd->lock);
 		kfree(vd);
 		return ret;
@@ -663,7 +654,6 @@ out_unreserve:
 	mutex_lock(&vdisk_devices_lock);
 	vdisk_dev_unreserve(vd);
 	mutex_unlock(&vdisk_devices_lock);
-	mutex_destroy(&vd->set_lock);
 	mutex_destroy(&vd->lock);
 	kfree(vd);
 	return ret;
@@ -690,7 +680,7 @@ void vdisk_dev_remove(struct vdisk_device *vd)
 {
 	lockdep_assert_not_held(&vdisk_devices_lock);
 
-	/* A SET that pinned it while BOUND finishes first; no new one can. */
+	/* A SET or DEL that pinned it while BOUND ends first; none can now. */
 	wait_event(vdisk_progress_wq, !READ_ONCE(vd->pins));
 	/* Drains the queue: no request runs after this returns. */
 	del_gendisk(vd->disk);
@@ -829,12 +819,10 @@ int vdisk_dev_refresh_size(struct vdisk_device *vd,
 	struct vdisk_image *img = &vd->image;
 	int ret;
 
-	lockdep_assert_held(&vd->set_lock);
-	mutex_lock(&vd->lock);
+	lockdep_assert_held(&vd->lock);
 	ret = img->ops->refresh_size(img, vd->sector_size, extack);
 	if (!ret)
 		set_capacity_and_notify(vd->disk, img->size >> SECTOR_SHIFT);
-	mutex_unlock(&vd->lock);
 	return ret;
 }
 
@@ -864,7 +852,7 @@ int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 	int ret;
 	unsigned int noio;
 
-	lockdep_assert_held(&vd->set_lock);
+	lockdep_assert_held(&vd->lock);
 	if (!img->ops->resize) {
 		vdisk_nl_err(extack, "%s images follow the file size: grow the file, then vdiskctl resize",
 			     img->ops->name);
@@ -879,14 +867,12 @@ int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 		vdisk_nl_err(extack, "%s is read-only", vd->disk->disk_name);
 		return -EROFS;
 	}
-	mutex_lock(&vd->lock);
 	/* The format's metadata changes under no request. */
 	noio = vdisk_dev_freeze(vd);
 	ret = img->ops->resize(img, size, extack);
 	vdisk_dev_unfreeze(vd, noio);
 	if (!ret)
 		set_capacity_and_notify(vd->disk, img->size >> SECTOR_SHIFT);
-	mutex_unlock(&vd->lock);
 	return ret;
 }
 
@@ -897,12 +883,11 @@ int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 	int ret = 0;
 	unsigned int noio;
 
-	lockdep_assert_held(&vd->set_lock);
+	lockdep_assert_held(&vd->lock);
 	if (!ro && !vd->image.writable) {
 		vdisk_nl_err(extack, "image was opened read-only; detach and attach it writable");
 		return -EROFS;
 	}
-	mutex_lock(&vd->lock);
 	if (ro != vdisk_dev_read_only(vd)) {
 		/* Frozen: no write is in flight while the mode changes. */
 		noio = vdisk_dev_freeze(vd);
@@ -913,40 +898,31 @@ int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 		vdisk_dev_unfreeze(vd, noio);
 		set_disk_ro(vd->disk, ro);
 	}
-	mutex_unlock(&vd->lock);
 	return ret;
 }
 
 int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on)
 {
-	lockdep_assert_held(&vd->set_lock);
-	mutex_lock(&vd->lock);
+	lockdep_assert_held(&vd->lock);
 	WRITE_ONCE(vd->flags, on ? vd->flags | VDISK_FLAG_AUTOCLEAR :
 			       vd->flags & ~VDISK_FLAG_AUTOCLEAR);
-	mutex_unlock(&vd->lock);
 	return 0;
 }
 
 /*
- * The image's file, with a reference, if a SET to @want would take the
- * device out of write-back mode (its page cache is then written back
- * before the SET takes vdisk_devices_lock: vdisk_nl_presync()); else NULL.
- * Caller holds vdisk_devices_lock.
+ * Would a SET to @want take the device out of write-back mode?  Its page
+ * cache is then written back before the queue is frozen
+ * (vdisk_nl_presync()).  Caller holds vd->lock.
  */
-struct file *vdisk_dev_leaving_writeback(struct vdisk_device *vd,
-					 enum vdisk_cache want)
+bool vdisk_dev_leaving_writeback(struct vdisk_device *vd,
+				 enum vdisk_cache want)
 {
-	struct file *file = NULL;
 	enum vdisk_cache mode;
 
-	lockdep_assert_held(&vdisk_devices_lock);
-	mutex_lock(&vd->lock);
-	if (vd->cache == VDISK_CACHE_WRITEBACK &&
-	    !vdisk_pick_cache(vd, want, &mode, NULL) &&
-	    mode != VDISK_CACHE_WRITEBACK)
-		file = get_file(vd->image.file);
-	mutex_unlock(&vd->lock);
-	return file;
+	lockdep_assert_held(&vd->lock);
+	return vd->cache == VDISK_CACHE_WRITEBACK &&
+	       !vdisk_pick_cache(vd, want, &mode, NULL) &&
+	       mode != VDISK_CACHE_WRITEBACK;
 }
 
 int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
@@ -957,11 +933,10 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 	int ret;
 	unsigned int noio;
 
-	lockdep_assert_held(&vd->set_lock);
-	mutex_lock(&vd->lock);
+	lockdep_assert_held(&vd->lock);
 	ret = vdisk_pick_cache(vd, want, &mode, extack);
 	if (ret || mode == vd->cache)
-		goto out_unlock;
+		return ret;
 
 	/*
 	 * Drain the queue so no request runs in the old mode, and write back
@@ -981,8 +956,6 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 		ret = vdisk_compat_update_queue(vd->disk, &qcfg);
 	}
 	vdisk_dev_unfreeze(vd, noio);
-out_unlock:
-	mutex_unlock(&vd->lock);
 	return ret;
 }
 

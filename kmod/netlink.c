@@ -609,6 +609,35 @@ out_fput:
 	return ret;
 }
 
+/*
+ * The device @info names, pinned and with its own lock held, for a SET or
+ * a DEL; vdisk_devices_lock is not held on return.  The wait for another
+ * command on the device (one that may wait on its disk) is killable.
+ */
+static struct vdisk_device *vdisk_nl_lock_device(struct genl_info *info)
+{
+	struct vdisk_device *vd;
+
+	mutex_lock(&vdisk_devices_lock);
+	vd = vdisk_nl_lookup(info);
+	if (!IS_ERR(vd))
+		vdisk_dev_pin(vd);
+	mutex_unlock(&vdisk_devices_lock);
+	if (IS_ERR(vd))
+		return vd;
+	if (mutex_lock_killable(&vd->lock)) {
+		vdisk_dev_unpin(vd);
+		return ERR_PTR(-EINTR);
+	}
+	return vd;
+}
+
+static void vdisk_nl_unlock_device(struct vdisk_device *vd)
+{
+	mutex_unlock(&vd->lock);
+	vdisk_dev_unpin(vd);
+}
+
 static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
 {
 	struct vdisk_device *vd;
@@ -624,27 +653,17 @@ static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
 	if (ret)
 		return ret;
 
-	/* A SET in progress on the device goes first, as if queued before. */
-	for (;;) {
-		unsigned long mark;
-		bool busy;
-
-		mutex_lock(&vdisk_devices_lock);
-		mark = vdisk_dev_progress_mark();
-		vd = vdisk_nl_lookup(info);
-		busy = !IS_ERR(vd) && vdisk_dev_pins(vd);
-		if (IS_ERR(vd))
-			ret = PTR_ERR(vd);
-		else if (!busy)
-			ret = vdisk_dev_del(vd, flags & VDISK_DEL_LAZY, &remove,
-					    info->extack);
-		mutex_unlock(&vdisk_devices_lock);
-		if (!busy)
-			break;
-		ret = vdisk_dev_wait_progress(mark);
-		if (ret)
-			return ret;
-	}
+	/*
+	 * A SET in progress on the device goes first, as if queued before:
+	 * the device's lock is a fair queue.
+	 */
+	vd = vdisk_nl_lock_device(info);
+	if (IS_ERR(vd))
+		return PTR_ERR(vd);
+	mutex_lock(&vdisk_devices_lock);
+	ret = vdisk_dev_del(vd, flags & VDISK_DEL_LAZY, &remove, info->extack);
+	mutex_unlock(&vdisk_devices_lock);
+	vdisk_nl_unlock_device(vd);
 	/* Writing back and closing the image wait on its disk: unlocked. */
 	if (remove)
 		vdisk_dev_remove(vd);
@@ -720,40 +739,32 @@ static int vdisk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 
 /*
  * Leaving write-back mode writes the image's page cache back, which can
- * take minutes on a slow disk.  Do that before taking vdisk_devices_lock,
- * so that commands for other devices (and `vdiskctl list`) need not wait
- * for it; the fsync under the lock, with the queue frozen, then finds
- * little left.  Errors are left to that fsync: vfs_fsync() here would
- * advance the file's error cursor, and a FLUSH or a qcow2 metadata flush
- * running meanwhile on the same file would miss the error.
+ * take minutes on a slow disk.  Do that before freezing the queue, so that
+ * requests keep running meanwhile; the fsync under the frozen queue then
+ * finds little left.  Errors are left to that fsync: vfs_fsync() here
+ * would advance the file's error cursor, and a FLUSH or a qcow2 metadata
+ * flush running meanwhile on the same file would miss the error.  Under
+ * vd->lock, the device pinned.
  */
-static void vdisk_nl_presync(struct genl_info *info, u32 cache)
+static void vdisk_nl_presync(struct vdisk_device *vd, u32 cache)
 {
-	struct vdisk_device *vd;
-	struct file *file = NULL;
+	struct address_space *mapping = vd->image.file->f_mapping;
 	unsigned int noio;
 	int err;
 
-	mutex_lock(&vdisk_devices_lock);
-	vd = vdisk_nl_find(info);
-	if (vd)
-		file = vdisk_dev_leaving_writeback(vd, cache);
-	mutex_unlock(&vdisk_devices_lock);
-	if (!file)
+	if (!vdisk_dev_leaving_writeback(vd, cache))
 		return;
-	/* As the locked fsync: reclaim must not write into a vdisk here. */
+	/* As the frozen fsync: reclaim must not write into a vdisk here. */
 	noio = memalloc_noio_save();
-	err = filemap_fdatawrite(file->f_mapping);
+	err = filemap_fdatawrite(mapping);
 	/*
 	 * Returned only (ext4 dropping pages it cannot allocate): record it
-	 * where the locked fsync will find it, as the kernel's own
-	 * write-back does.
+	 * where the fsync will find it, as the kernel's own write-back does.
 	 */
 	if (err)
-		mapping_set_error(file->f_mapping, err);
-	filemap_fdatawait_keep_errors(file->f_mapping);
+		mapping_set_error(mapping, err);
+	filemap_fdatawait_keep_errors(mapping);
 	memalloc_noio_restore(noio);
-	fput(file);
 }
 
 static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
@@ -790,22 +801,23 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		NL_SET_ERR_MSG(info->extack, "nothing to change");
 		return -EINVAL;
 	}
-	if (tb[VDISK_ATTR_CACHE])
-		vdisk_nl_presync(info, cache);
-
 	/*
 	 * The changes wait on the disk (fsync, the format's metadata): they
-	 * run without vdisk_devices_lock, the device pinned, one SET at a
-	 * time per device.
+	 * run without vdisk_devices_lock, the device pinned and its own lock
+	 * held.
 	 */
-	mutex_lock(&vdisk_devices_lock);
-	vd = vdisk_nl_lookup(info);
-	if (!IS_ERR(vd))
-		vdisk_dev_pin(vd);
-	mutex_unlock(&vdisk_devices_lock);
+	vd = vdisk_nl_lock_device(info);
 	if (IS_ERR(vd))
 		return PTR_ERR(vd);
-	mutex_lock(&vd->set_lock);
+	/* Its last close (autoclear) came while this SET waited. */
+	if (READ_ONCE(vd->state) != VDISK_STATE_BOUND) {
+		vdisk_nl_err(info->extack, "%s is not attached (being detached)",
+			     vd->disk->disk_name);
+		ret = -ENODEV;
+		goto out_unlock;
+	}
+	if (tb[VDISK_ATTR_CACHE])
+		vdisk_nl_presync(vd, cache);
 
 	/* RESIZE events say the capacity changed, as the uevent does. */
 	size = get_capacity(vd->disk);
@@ -845,8 +857,7 @@ out_notify:
 	if (changed)
 		vdisk_nl_notify_unlocked(vd, VDISK_CMD_EVENT_CHANGE);
 out_unlock:
-	mutex_unlock(&vd->set_lock);
-	vdisk_dev_unpin(vd);
+	vdisk_nl_unlock_device(vd);
 	return ret;
 }
 
@@ -898,10 +909,10 @@ static struct genl_family vdisk_family __ro_after_init = {
 	 * Without it every handler runs under the genetlink mutex, which
 	 * every family without parallel_ops shares (nlctrl, taskstats, ...):
 	 * a SET or DEL whose fsync waits on a slow disk would hold up all of
-	 * them.  The handlers serialize on vdisk_devices_lock instead, and
-	 * do what waits on an image's disk (opening or closing it, adding or
-	 * deleting its disk) on a device no other handler can find (see
-	 * vdisk_dev_add()).  Every handler still holds genetlink's cb_lock for
+	 * them.  The handlers serialize on vdisk_devices_lock and on each
+	 * device's own lock instead, and never wait on an image's disk under
+	 * the first (see vdisk_dev_add() and vdisk_nl_lock_device()).  Every
+	 * handler still holds genetlink's cb_lock for
 	 * reading, so a family (un)registering meanwhile, and the requests
 	 * queued behind it, wait for such a SET: rare, and not ours to fix.
 	 */

@@ -3,7 +3,8 @@
  * vdisk core types, shared by every file of the module.
  *
  * Lock order (outermost first):
- *   vdisk_devices_lock  ->  gendisk->open_mutex  ->  vdisk_device.lock
+ *   vdisk_device.lock  ->  vdisk_devices_lock  ->  gendisk->open_mutex
+ * and the queue freeze inside vdisk_device.lock.
  * The block layer calls our open/release with open_mutex held, so neither
  * may take vdisk_devices_lock.
  */
@@ -77,8 +78,9 @@ struct vdisk_device {
 	enum vdisk_state state;
 
 	/*
-	 * Serialises each change to a bound device (SET) against sysfs
-	 * readers that need a consistent pair of fields.
+	 * Held across a whole SET, and by a DEL while it decides: one command
+	 * at a time on the device, without vdisk_devices_lock while it waits
+	 * on the disk.  Taken outside vdisk_devices_lock.
 	 */
 	struct mutex lock;
 
@@ -118,11 +120,11 @@ struct vdisk_device {
 	struct work_struct remove_work;
 
 	/*
-	 * SETs in progress (vdisk_dev_pin(), under vdisk_devices_lock): they
-	 * run without that lock, one at a time under @set_lock.
+	 * SETs and DELs that found the device and wait for or hold @lock
+	 * (vdisk_dev_pin(), under vdisk_devices_lock): a removal waits for
+	 * them to go.
 	 */
 	unsigned int pins;
-	struct mutex set_lock;
 };
 
 
@@ -142,9 +144,6 @@ int vdisk_dev_del(struct vdisk_device *vd, bool lazy, bool *remove,
 void vdisk_dev_remove(struct vdisk_device *vd);
 void vdisk_dev_pin(struct vdisk_device *vd);
 void vdisk_dev_unpin(struct vdisk_device *vd);
-unsigned int vdisk_dev_pins(struct vdisk_device *vd);
-unsigned long vdisk_dev_progress_mark(void);
-int vdisk_dev_wait_progress(unsigned long mark);
 struct vdisk_device *vdisk_dev_find(int index, const char *name);
 int vdisk_dev_for_each(int (*fn)(struct vdisk_device *vd, void *arg),
 		       void *arg, int *pos);
@@ -155,7 +154,7 @@ int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 			    struct netlink_ext_ack *extack);
 int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on);
-struct file *vdisk_dev_leaving_writeback(struct vdisk_device *vd,
+bool vdisk_dev_leaving_writeback(struct vdisk_device *vd,
 					 enum vdisk_cache want);
 int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache cache,
 			struct netlink_ext_ack *extack);

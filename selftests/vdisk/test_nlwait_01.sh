@@ -2,7 +2,7 @@
 # A vdisk command that waits on the disk (SET's fsync of a write-back
 # cache, with the disk under the image suspended) holds neither the mutex
 # every generic netlink family without parallel_ops shares (`genl ctrl
-# list` still answers) nor, while it writes the cache back, vdisk's own
+# list` still answers) nor, while it writes the cache back, vdisk's global
 # lock (`vdiskctl list` still answers).
 . ./lib.sh
 . ./fault_lib.sh
@@ -39,7 +39,7 @@ wait $list
 list_rc=$?
 [ -z "$ctl_waited" ] || fail "genl ctrl list waited 10 s while vdisk's SET waited on the disk"
 [ $ctl_rc -eq 0 ] || fail "genl ctrl list failed (exit $ctl_rc)"
-# The write-back happens before the SET takes vdisk's own lock.
+# The write-back runs without vdisk's global lock (under the device's own).
 [ -z "$list_waited" ] || fail "vdiskctl list waited 10 s while SET wrote the cache back"
 [ $list_rc -eq 0 ] || fail "vdiskctl list failed: $(cat "$VD_DIR/list.out")"
 grep -q "^$DEV " "$VD_DIR/list.out" || fail "list did not show $DEV: $(cat "$VD_DIR/list.out")"

@@ -2,8 +2,9 @@
 # A SET that waits on its image's disk (a qcow2 resize writes the image's
 # header and tables with the queue frozen; the disk under the image
 # suspended) holds up only its own device: `vdiskctl list`, and an attach
-# and a detach elsewhere, answer meanwhile; a detach of the same device
-# waits for the SET and then succeeds.
+# and a detach elsewhere, answer meanwhile, also with a second SET of the
+# device waiting behind it; that SET and a detach of the device wait for
+# the resize and then succeed.
 . ./lib.sh
 . ./fault_lib.sh
 command -v qemu-img >/dev/null || skip "qemu-img not installed"
@@ -21,8 +22,12 @@ at_exit dmsetup resume "$FL_NAME"	# before a detach waits on it
 "$VDISKCTL" resize "$sdev" --size 32M >"$VD_DIR/set.out" 2>&1 &
 set=$!
 set_d=$(poll_state_d $set && echo 1)
-# The same device's detach waits for the SET (it must not close the image
-# under it); the detach answers once the SET is done.
+# A second SET of the same device, and its detach, queue behind the
+# resize (the detach must not close the image under it) without holding
+# anything up; they answer once the resize is done.
+"$VDISKCTL" set "$sdev" --cache writethrough >"$VD_DIR/set2.out" 2>&1 &
+set2=$!
+poll_state_d $set2
 "$VDISKCTL" detach "$sdev" >"$VD_DIR/del.out" 2>&1 &
 del=$!
 start_other_commands
@@ -36,6 +41,8 @@ wait $other
 other_rc=$?
 wait $set
 set_rc=$?
+wait $set2
+set2_rc=$?
 wait $del
 del_rc=$?
 
@@ -46,6 +53,7 @@ grep -q "^$sdev " "$VD_DIR/list.out" || fail "list did not show $sdev: $(cat "$V
 [ -n "$set_waited" ] || fail "the resize did not wait for the disk"
 [ -n "$del_waited" ] || fail "the detach of the device did not wait for its SET: $(cat "$VD_DIR/del.out")"
 [ $set_rc -eq 0 ] || fail "resize failed: $(cat "$VD_DIR/set.out")"
+[ $set2_rc -eq 0 ] || fail "the second set failed: $(cat "$VD_DIR/set2.out")"
 [ $del_rc -eq 0 ] || fail "detach failed: $(cat "$VD_DIR/del.out")"
 [ ! -e "/sys/block/${sdev#/dev/}" ] || fail "$sdev still exists after its detach"
 assert_eq "$(qemu-img info --output=json "$img" | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual-size"])')" \
