@@ -663,9 +663,13 @@ out_unreserve:
 void vdisk_dev_bind(struct vdisk_device *vd)
 {
 	lockdep_assert_held(&vdisk_devices_lock);
-	mutex_lock(&vd->disk->open_mutex);
+	/*
+	 * Not under open_mutex, which a partition rescan may hold while it
+	 * waits on a hung disk: an open racing with this sees CREATING, as
+	 * if it came just before, and only does not arm autoclear.  Leaving
+	 * BOUND is what must exclude opens.
+	 */
 	WRITE_ONCE(vd->state, VDISK_STATE_BOUND);
-	mutex_unlock(&vd->disk->open_mutex);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -714,46 +718,54 @@ static void vdisk_remove_work(struct work_struct *work)
 /*
  * Detach @vd, or mark it for detach at last close (@lazy, if open).  If
  * it is to go now it is made DELETING and *@remove set: the caller then
- * drops vdisk_devices_lock and calls vdisk_dev_remove().
+ * unpins it and calls vdisk_dev_remove().  Called with vd->lock held
+ * (vdisk_nl_lock_device()) and without vdisk_devices_lock: the disk's
+ * open_mutex is taken first, killably, since a partition rescan holding
+ * it may wait on a hung disk, and the global lock must not wait for that.
  */
 int vdisk_dev_del(struct vdisk_device *vd, bool lazy, bool *remove,
 		  struct netlink_ext_ack *extack)
 {
 	struct gendisk *disk = vd->disk;
 	unsigned int openers;
+	int ret = 0;
 
-	lockdep_assert_held(&vdisk_devices_lock);
+	lockdep_assert_held(&vd->lock);
+	lockdep_assert_not_held(&vdisk_devices_lock);
 	*remove = false;
 
-	mutex_lock(&disk->open_mutex);
+	if (mutex_lock_killable(&disk->open_mutex))
+		return -EINTR;
+	mutex_lock(&vdisk_devices_lock);
 	/*
 	 * Its last close got there first (autoclear): as if the lookup had
 	 * not found it, which skips devices being detached.
 	 */
 	if (vd->state != VDISK_STATE_BOUND) {
-		mutex_unlock(&disk->open_mutex);
 		vdisk_nl_err(extack, "%s is not attached (being detached)",
 			     disk->disk_name);
-		return -ENODEV;
+		ret = -ENODEV;
+		goto out_unlock;
 	}
 	openers = disk_openers(disk);
 	if (openers) {
 		if (!lazy) {
-			mutex_unlock(&disk->open_mutex);
 			vdisk_nl_err(extack, "%s is in use (%u openers); --lazy detaches it at last close",
 				     disk->disk_name, openers);
-			return -EBUSY;
+			ret = -EBUSY;
+			goto out_unlock;
 		}
 		WRITE_ONCE(vd->flags, vd->flags | VDISK_FLAG_AUTOCLEAR);
 		vd->opened = true;
-		mutex_unlock(&disk->open_mutex);
 		vdisk_nl_notify(vd, VDISK_CMD_EVENT_CHANGE);
-		return 0;
+		goto out_unlock;
 	}
 	WRITE_ONCE(vd->state, VDISK_STATE_DELETING);
-	mutex_unlock(&disk->open_mutex);
 	*remove = true;
-	return 0;
+out_unlock:
+	mutex_unlock(&vdisk_devices_lock);
+	mutex_unlock(&disk->open_mutex);
+	return ret;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -655,14 +655,12 @@ static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
 
 	/*
 	 * A SET in progress on the device goes first, as if queued before:
-	 * the device's lock is a fair queue.
+	 * the device's lock serves its waiters in order.
 	 */
 	vd = vdisk_nl_lock_device(info);
 	if (IS_ERR(vd))
 		return PTR_ERR(vd);
-	mutex_lock(&vdisk_devices_lock);
 	ret = vdisk_dev_del(vd, flags & VDISK_DEL_LAZY, &remove, info->extack);
-	mutex_unlock(&vdisk_devices_lock);
 	vdisk_nl_unlock_device(vd);
 	/* Writing back and closing the image wait on its disk: unlocked. */
 	if (remove)

@@ -3,10 +3,9 @@
  * vdisk core types, shared by every file of the module.
  *
  * Lock order (outermost first):
- *   vdisk_device.lock  ->  vdisk_devices_lock  ->  gendisk->open_mutex
- * and the queue freeze inside vdisk_device.lock.
- * The block layer calls our open/release with open_mutex held, so neither
- * may take vdisk_devices_lock.
+ *   vdisk_device.lock  ->  gendisk->open_mutex  ->  vdisk_devices_lock
+ * and the queue freeze inside vdisk_device.lock.  The block layer calls
+ * our open/release with open_mutex held; they take none of ours.
  */
 #ifndef VDISK_H
 #define VDISK_H
@@ -24,8 +23,8 @@
 
 /*
  * Lifecycle of a device.  Transitions happen under vdisk_devices_lock (and
- * gendisk->open_mutex where an open could race), except BOUND -> RUNDOWN in
- * release(), which holds only open_mutex.
+ * gendisk->open_mutex where an open must be excluded: BOUND -> DELETING),
+ * except BOUND -> RUNDOWN in release(), which holds only open_mutex.
  *
  *   CREATING --add_disk done, published--> BOUND
  *   BOUND --DEL--> DELETING --put_disk--> (freed)
@@ -74,7 +73,7 @@ struct vdisk_device {
 	struct gendisk *disk;
 	struct blk_mq_tag_set tag_set;
 
-	/* Written under vdisk_devices_lock and open_mutex; see enum. */
+	/* Written under the locks the enum names; read with READ_ONCE. */
 	enum vdisk_state state;
 
 	/*

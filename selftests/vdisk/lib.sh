@@ -112,16 +112,23 @@ trap vd_cleanup EXIT
 # Register a shell command to run at exit (last registered runs first).
 at_exit() { VD_CLEANUP_CMDS+=("$*"); }
 
-# Until task $1 is in state D (waiting in the kernel: on a disk, or on a
-# lock held across a wait on one); false after 10 s.
-poll_state_d() {
-	local i
+# Until task $1 waits (state D: on a disk, or on a lock held across a wait
+# on one) inside system call number $2 (x86-64), not in a page-in of its
+# program; false after 10 s.
+poll_in_syscall() {
+	local i nr
 	for ((i = 0; i < 100; i++)); do
-		[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = D ] && return 0
+		read -r nr _ <"/proc/$1/syscall" 2>/dev/null
+		[ "$nr" = "$2" ] &&
+			[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = D ] &&
+			return 0
 		sleep 0.1
 	done
 	return 1
 }
+
+# The same inside a netlink command (sendmsg(2)).
+poll_nl_waiting() { poll_in_syscall "$1" 46; }
 
 # What other users of vdisk do while a test holds one device up, in the
 # background: `vdiskctl list` (into $VD_DIR/list.out), then an attach and

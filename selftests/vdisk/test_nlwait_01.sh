@@ -17,7 +17,7 @@ at_exit dmsetup resume "$FL_NAME"	# before a detach waits on it
 "$VDISKCTL" set "$DEV" --cache writethrough >"$VD_DIR/set.out" 2>&1 &
 setpid=$!
 # The SET is in the kernel's fsync, waiting on the disk (state D).
-poll_state_d $setpid || fail "set did not wait for the suspended disk: $(cat "$VD_DIR/set.out")"
+poll_nl_waiting $setpid || fail "set did not wait for the suspended disk: $(cat "$VD_DIR/set.out")"
 # A task waiting on a mutex cannot be killed: poll, then resume the disk
 # either way so that nothing stays stuck.
 if command -v genl >/dev/null; then

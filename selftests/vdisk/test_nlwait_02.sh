@@ -1,8 +1,9 @@
 #!/bin/bash
 # An attach or a detach that waits on the image's disk (the partition scan,
-# a qcow2 image's metadata written back at close; the disk under the image
-# suspended) does not hold up the other devices: `vdiskctl list`, and an
-# attach and a detach of an image elsewhere, answer meanwhile.
+# a qcow2 image's metadata written back at close, a partition rescan
+# holding the disk's open_mutex; the disk under the image suspended) does
+# not hold up the other devices: `vdiskctl list`, and an attach and a
+# detach of an image elsewhere, answer meanwhile.
 . ./lib.sh
 . ./fault_lib.sh
 command -v qemu-img >/dev/null || skip "qemu-img not installed"
@@ -27,10 +28,10 @@ at_exit dmsetup resume "$FL_NAME"	# before a detach waits on it
 
 "$VDISKCTL" detach "$qdev" >"$VD_DIR/del.out" 2>&1 &
 del=$!
-del_d=$(poll_state_d $del && echo 1)
+del_d=$(poll_nl_waiting $del && echo 1)
 "$VDISKCTL" attach --format raw --cache none "$r" >"$VD_DIR/add.out" 2>&1 &
 add=$!
-add_d=$(poll_state_d $add && echo 1)
+add_d=$(poll_nl_waiting $add && echo 1)
 # The image being detached, attached again: this waits until the detach
 # has written its tables back, or it would read stale ones.
 "$VDISKCTL" attach --cache writeback "$q" >"$VD_DIR/readd.out" 2>&1 &
@@ -72,4 +73,37 @@ detach "$rdev"
 cmp -n 4M "$VD_DIR/data" "$qdev2" || fail "$q read back other data when attached again"
 detach "$qdev2"
 run qemu-img check -q "$q"
+
+# A partition rescan holds the disk's open_mutex while it reads the disk:
+# a detach of that device waits for it, without holding the rest up.
+attach --cache none "$r"
+pdev=$DEV
+run sh -c 'sync; echo 3 >/proc/sys/vm/drop_caches'
+"$VDISKCTL" list >/dev/null	# vdiskctl back in
+run dmsetup suspend --nolockfs --noflush "$FL_NAME"
+blockdev --rereadpt "$pdev" >"$VD_DIR/rr.out" 2>&1 &
+rr=$!
+rr_d=$(poll_in_syscall $rr 16 && echo 1)	# ioctl
+"$VDISKCTL" detach "$pdev" >"$VD_DIR/del2.out" 2>&1 &
+del2=$!
+del2_d=$(poll_nl_waiting $del2 && echo 1)
+start_other_commands
+poll_exited 10 $OTHER_PID
+other_waited=$(kill -0 $OTHER_PID 2>/dev/null && echo 1)
+run dmsetup resume "$FL_NAME"
+wait $OTHER_PID
+other_rc=$?
+wait $rr
+wait $del2
+del2_rc=$?
+[ -n "$rr_d" ] || fail "the partition rescan did not wait for the suspended disk: $(cat "$VD_DIR/rr.out")"
+[ -n "$del2_d" ] || fail "the detach did not wait for the partition rescan: $(cat "$VD_DIR/del2.out")"
+[ -z "$other_waited" ] || fail "list, attach and detach of another image waited 10 s behind a detach waiting for a partition rescan"
+[ $other_rc -eq 0 ] || fail "list, attach or detach of another image failed ($other_rc): $(cat "$VD_DIR/other.out")"
+# The rescan's own open may still be there when the detach decides.
+if [ $del2_rc -ne 0 ]; then
+	grep -q "is in use" "$VD_DIR/del2.out" ||
+		fail "detach after the partition rescan failed: $(cat "$VD_DIR/del2.out")"
+	detach "$pdev"
+fi
 exit 0

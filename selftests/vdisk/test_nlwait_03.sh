@@ -16,18 +16,19 @@ sdev=$DEV
 run dd if=/dev/urandom of="$sdev" bs=1M count=4 oflag=direct conv=fsync status=none
 # Out of the page cache: the resize's partial-block writes must read.
 run sh -c 'sync; echo 3 >/proc/sys/vm/drop_caches'
+"$VDISKCTL" list >/dev/null	# and vdiskctl back in
 run dmsetup suspend --nolockfs --noflush "$FL_NAME"
 at_exit dmsetup resume "$FL_NAME"	# before a detach waits on it
 
 "$VDISKCTL" resize "$sdev" --size 32M >"$VD_DIR/set.out" 2>&1 &
 set=$!
-set_d=$(poll_state_d $set && echo 1)
+set_d=$(poll_nl_waiting $set && echo 1)
 # A second SET of the same device, and its detach, queue behind the
 # resize (the detach must not close the image under it) without holding
 # anything up; they answer once the resize is done.
 "$VDISKCTL" set "$sdev" --cache writethrough >"$VD_DIR/set2.out" 2>&1 &
 set2=$!
-poll_state_d $set2
+set2_d=$(poll_nl_waiting $set2 && echo 1)
 "$VDISKCTL" detach "$sdev" >"$VD_DIR/del.out" 2>&1 &
 del=$!
 start_other_commands
@@ -47,6 +48,7 @@ wait $del
 del_rc=$?
 
 [ -n "$set_d" ] || fail "resize did not wait for the suspended disk: $(cat "$VD_DIR/set.out")"
+[ -n "$set2_d" ] || fail "the second set did not wait for the resize: $(cat "$VD_DIR/set2.out")"
 [ -z "$other_waited" ] || fail "list, attach and detach of another image waited 10 s behind the SET"
 [ $other_rc -eq 0 ] || fail "list, attach or detach of another image failed ($other_rc): $(cat "$VD_DIR/other.out")"
 grep -q "^$sdev " "$VD_DIR/list.out" || fail "list did not show $sdev: $(cat "$VD_DIR/list.out")"
