@@ -655,7 +655,8 @@ static int vdisk_nl_del(struct sk_buff *skb, struct genl_info *info)
 
 	/*
 	 * A SET in progress on the device goes first, as if queued before:
-	 * the device's lock serves its waiters in order.
+	 * the device's lock queues its waiters (its handoff bounds how far
+	 * a newcomer can get ahead), so SETs cannot starve a DEL.
 	 */
 	vd = vdisk_nl_lock_device(info);
 	if (IS_ERR(vd))

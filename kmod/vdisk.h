@@ -23,8 +23,9 @@
 
 /*
  * Lifecycle of a device.  Transitions happen under vdisk_devices_lock (and
- * gendisk->open_mutex where an open must be excluded: BOUND -> DELETING),
- * except BOUND -> RUNDOWN in release(), which holds only open_mutex.
+ * gendisk->open_mutex where an open must be excluded: BOUND -> DELETING in
+ * DEL; module exit needs not, no device being open then), except BOUND ->
+ * RUNDOWN in release(), which holds only open_mutex.
  *
  *   CREATING --add_disk done, published--> BOUND
  *   BOUND --DEL--> DELETING --put_disk--> (freed)

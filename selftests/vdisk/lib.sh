@@ -113,12 +113,12 @@ trap vd_cleanup EXIT
 at_exit() { VD_CLEANUP_CMDS+=("$*"); }
 
 # Until task $1 waits (state D: on a disk, or on a lock held across a wait
-# on one) inside system call number $2 (x86-64), not in a page-in of its
-# program; false after 10 s.
+# on one) inside system call number $2 (x86-64, the only guest the suite
+# runs in), not in a page-in of its program; false after 10 s.
 poll_in_syscall() {
-	local i nr
+	local i nr=
 	for ((i = 0; i < 100; i++)); do
-		read -r nr _ <"/proc/$1/syscall" 2>/dev/null
+		{ read -r nr _ <"/proc/$1/syscall"; } 2>/dev/null
 		[ "$nr" = "$2" ] &&
 			[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = D ] &&
 			return 0
