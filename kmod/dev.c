@@ -922,19 +922,30 @@ int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on)
 }
 
 /*
- * Would a SET to @want take the device out of write-back mode?  Its page
- * cache is then written back before the queue is frozen
- * (vdisk_nl_presync()).  Caller holds vd->lock.
+ * Leaving write-back mode writes the image's page cache back, which can
+ * take minutes on a slow disk.  Do that before freezing the queue, so that
+ * requests keep running meanwhile; the fsync under the frozen queue then
+ * finds little left.  Errors are left to that fsync: vfs_fsync() here
+ * would advance the file's error cursor, and a FLUSH or a qcow2 metadata
+ * flush running meanwhile on the same file would miss the error.
  */
-bool vdisk_dev_leaving_writeback(struct vdisk_device *vd,
-				 enum vdisk_cache want)
+static void vdisk_dev_presync(struct vdisk_device *vd)
 {
-	enum vdisk_cache mode;
+	struct address_space *mapping = vd->image.file->f_mapping;
+	unsigned int noio;
+	int err;
 
-	lockdep_assert_held(&vd->lock);
-	return vd->cache == VDISK_CACHE_WRITEBACK &&
-	       !vdisk_pick_cache(vd, want, &mode, NULL) &&
-	       mode != VDISK_CACHE_WRITEBACK;
+	/* As the frozen fsync: reclaim must not write into a vdisk here. */
+	noio = memalloc_noio_save();
+	err = filemap_fdatawrite(mapping);
+	/*
+	 * Returned only (ext4 dropping pages it cannot allocate): record it
+	 * where the fsync will find it, as the kernel's own write-back does.
+	 */
+	if (err)
+		mapping_set_error(mapping, err);
+	filemap_fdatawait_keep_errors(mapping);
+	memalloc_noio_restore(noio);
 }
 
 int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
@@ -949,6 +960,8 @@ int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache want,
 	ret = vdisk_pick_cache(vd, want, &mode, extack);
 	if (ret || mode == vd->cache)
 		return ret;
+	if (vd->cache == VDISK_CACHE_WRITEBACK)
+		vdisk_dev_presync(vd);
 
 	/*
 	 * Drain the queue so no request runs in the old mode, and write back

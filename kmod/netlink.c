@@ -736,36 +736,6 @@ static int vdisk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 	return ret ? ret : skb->len;
 }
 
-/*
- * Leaving write-back mode writes the image's page cache back, which can
- * take minutes on a slow disk.  Do that before freezing the queue, so that
- * requests keep running meanwhile; the fsync under the frozen queue then
- * finds little left.  Errors are left to that fsync: vfs_fsync() here
- * would advance the file's error cursor, and a FLUSH or a qcow2 metadata
- * flush running meanwhile on the same file would miss the error.  Under
- * vd->lock, the device pinned.
- */
-static void vdisk_nl_presync(struct vdisk_device *vd, u32 cache)
-{
-	struct address_space *mapping = vd->image.file->f_mapping;
-	unsigned int noio;
-	int err;
-
-	if (!vdisk_dev_leaving_writeback(vd, cache))
-		return;
-	/* As the frozen fsync: reclaim must not write into a vdisk here. */
-	noio = memalloc_noio_save();
-	err = filemap_fdatawrite(mapping);
-	/*
-	 * Returned only (ext4 dropping pages it cannot allocate): record it
-	 * where the fsync will find it, as the kernel's own write-back does.
-	 */
-	if (err)
-		mapping_set_error(mapping, err);
-	filemap_fdatawait_keep_errors(mapping);
-	memalloc_noio_restore(noio);
-}
-
 static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **tb = info->attrs;
@@ -815,9 +785,6 @@ static int vdisk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		ret = -ENODEV;
 		goto out_unlock;
 	}
-	if (tb[VDISK_ATTR_CACHE])
-		vdisk_nl_presync(vd, cache);
-
 	/* RESIZE events say the capacity changed, as the uevent does. */
 	size = get_capacity(vd->disk);
 	if (tb[VDISK_ATTR_SIZE]) {

@@ -154,8 +154,6 @@ int vdisk_dev_resize(struct vdisk_device *vd, u64 size,
 int vdisk_dev_set_read_only(struct vdisk_device *vd, bool ro,
 			    struct netlink_ext_ack *extack);
 int vdisk_dev_set_autoclear(struct vdisk_device *vd, bool on);
-bool vdisk_dev_leaving_writeback(struct vdisk_device *vd,
-					 enum vdisk_cache want);
 int vdisk_dev_set_cache(struct vdisk_device *vd, enum vdisk_cache cache,
 			struct netlink_ext_ack *extack);
 u64 vdisk_dev_size(struct vdisk_device *vd);
