@@ -331,33 +331,29 @@ void vdisk_rq_queue_done(struct work_struct *work)
 	queue_work(vdisk_done_wq, work);
 }
 
-int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
-		       size_t len, u32 dio_align)
+int vdisk_rq_iter_sync(struct request *rq, struct file *file, loff_t pos,
+		       struct iov_iter *iter, u32 dio_align)
 {
-	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
 	struct vdisk_device *vd = rq->q->queuedata;
 	bool write = req_op(rq) == REQ_OP_WRITE;
-	struct iov_iter iter = io->iter;
 	struct kiocb kiocb;
 	ssize_t ret = 0;
 
-	iov_iter_truncate(&iter, len);
-	iov_iter_advance(&io->iter, len);
-	while (iov_iter_count(&iter)) {
+	while (iov_iter_count(iter)) {
 		vdisk_sync_kiocb(&kiocb, file, pos);
 		kiocb.ki_ioprio = req_get_ioprio(rq);
 		if (READ_ONCE(vd->cache) == VDISK_CACHE_NONE && dio_align &&
-		    IS_ALIGNED(pos | iov_iter_count(&iter), dio_align))
+		    IS_ALIGNED(pos | iov_iter_count(iter), dio_align))
 			kiocb.ki_flags |= IOCB_DIRECT;
 		if (write) {
 			if (READ_ONCE(vd->cache) == VDISK_CACHE_WRITETHROUGH ||
 			    (rq->cmd_flags & REQ_FUA))
 				kiocb.ki_flags |= IOCB_DSYNC;
 			kiocb_start_write(&kiocb);
-			ret = file->f_op->write_iter(&kiocb, &iter);
+			ret = file->f_op->write_iter(&kiocb, iter);
 			kiocb_end_write(&kiocb);
 		} else {
-			ret = file->f_op->read_iter(&kiocb, &iter);
+			ret = file->f_op->read_iter(&kiocb, iter);
 		}
 		if (ret < 0)
 			return ret;
@@ -365,12 +361,23 @@ int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
 			if (write)
 				return -EIO;
 			/* End of file: the rest reads as zeros. */
-			iov_iter_zero(iov_iter_count(&iter), &iter);
+			iov_iter_zero(iov_iter_count(iter), iter);
 			break;
 		}
 		pos += ret;
 	}
 	return 0;
+}
+
+int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
+		       size_t len, u32 dio_align)
+{
+	struct vdisk_io *io = blk_mq_rq_to_pdu(rq);
+	struct iov_iter iter = io->iter;
+
+	iov_iter_truncate(&iter, len);
+	iov_iter_advance(&io->iter, len);
+	return vdisk_rq_iter_sync(rq, file, pos, &iter, dio_align);
 }
 
 void vdisk_rq_zero(struct request *rq, size_t len)

@@ -83,6 +83,13 @@ void vdisk_rq_zero(struct request *rq, size_t len);
 void vdisk_rq_copy(struct request *rq, const void *buf, size_t len);
 int vdisk_rq_file_sync(struct request *rq, struct file *file, loff_t pos,
 		       size_t len, u32 dio_align);
+/*
+ * The I/O of vdisk_rq_file_sync() from @iter instead of the request's
+ * pages (data a format copied to check it), with the request's mode,
+ * priority and FUA; outside the vdisk_rq_start() sequence.
+ */
+int vdisk_rq_iter_sync(struct request *rq, struct file *file, loff_t pos,
+		       struct iov_iter *iter, u32 dio_align);
 void vdisk_rq_file_then(struct request *rq, struct file *file, loff_t pos,
 			size_t len, u32 dio_align,
 			void (*done)(void *ctx, int err), void *ctx);

@@ -442,7 +442,7 @@ static int vdisk_q2_add_lower(struct vdisk_q2 *q, unsigned int i,
  * it all back later.  If a direct write to another granule of that page
  * lands in between, the write-back undoes it.  Ext4 and XFS happen to
  * serialise the two (a sub-block direct write takes the inode lock
- * exclusively), a block device does not: test_qcow2_12 lost 10 of 3,071
+ * exclusively), a block device does not: test_pageshare_01 lost 10 of 3,071
  * such writes on an image on a loop device.  With granules under a page
  * every write goes through the page cache instead; reads stay direct (a
  * direct read writes back the dirty pages of its range first).
