@@ -779,6 +779,8 @@ enum vdisk_batch_how {
  *    held up: against a worker each, 1.27x and 1.34x for 1 MiB writes in
  *    two A/B runs, 1.09x and 1.12x for 4 KiB random writes at depth 32;
  *    mixed I/O within the noise (Documentation/performance.rst).
+ *    So are the writes of an image that writes buffered in direct mode
+ *    (image.buffered_writes).
  * Not in write-through mode, where every write waits for its own sync
  * and concurrent syncs share journal commits.  A read that cannot go
  * inline waits for a metadata read that does not depend on the others,
@@ -791,7 +793,8 @@ static enum vdisk_batch_how vdisk_batch_how(struct vdisk_device *vd,
 		return VDISK_BATCH_OWN_WORKER;
 	switch (READ_ONCE(vd->cache)) {
 	case VDISK_CACHE_NONE:
-		return VDISK_BATCH_HERE;
+		return vd->image.buffered_writes ? VDISK_BATCH_WRITER :
+						   VDISK_BATCH_HERE;
 	case VDISK_CACHE_WRITEBACK:
 		return VDISK_BATCH_WRITER;
 	default:

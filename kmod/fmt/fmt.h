@@ -51,6 +51,12 @@ struct vdisk_image {
 	u32 dio_align;
 	bool dio_guessed;
 	u32 buf_align;
+	/*
+	 * Set by the format's open: writes go through the page cache even in
+	 * cache=none (qcow2 granules under a page, see qcow2.c), so the
+	 * request path queues them as it does in write-back mode.
+	 */
+	bool buffered_writes;
 };
 
 #define VDISK_MAGIC_MAX	16

@@ -81,7 +81,7 @@ static bool vdisk_raw_guarded(struct vdisk_device *vd, struct request *rq)
  * write in cache=none: written buffered, it read the rest of its page from
  * the disk and wrote it back later, undoing a direct write to the next
  * sectors that landed in between (on a block device, which does not keep
- * the two apart; test_pageshare_01 lost 62 of 3,071 such writes).
+ * the two apart; test_pageshare_01 lost 19 of 3,071 such writes).
  */
 static void vdisk_raw_write_checked(struct vdisk_device *vd,
 				    struct request *rq)
