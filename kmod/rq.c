@@ -3,8 +3,9 @@
  * The blk-mq side: queue_rq hands each request to a worker, which lets the
  * format backend map it onto file extents; each file extent is one kiocb on
  * the request's own pages (no bounce copies).  In cache=none mode those
- * kiocbs are direct and asynchronous; the other modes, and flush, discard
- * and write-zeroes, are synchronous calls in the worker.
+ * kiocbs are direct and asynchronous (but the writes of an image with
+ * image.buffered_writes); the other modes, and flush, discard and
+ * write-zeroes, are synchronous calls in the worker.
  *
  * The fast path issues a single-extent direct read or write inline from
  * queue_rq with IOCB_NOWAIT (the queue is BLK_MQ_F_BLOCKING, but nothing here is
@@ -687,8 +688,9 @@ static void vdisk_io_work(struct work_struct *work)
  * submissions to one worker, which drains a list as loop's worker does, lets
  * the block layer side and the file side run on two CPUs.  One work item per
  * queue rather than one per request keeps the hand-off to a list append and,
- * at most, one wake-up per batch.  In write-back mode a second work item
- * per queue, the writer, makes the buffered writes (vdisk_batch_how()).
+ * at most, one wake-up per batch.  In write-back mode (and for an image
+ * with image.buffered_writes in cache=none) a second work item per queue,
+ * the writer, makes the buffered writes (vdisk_batch_how()).
  */
 struct vdisk_hctx {
 	spinlock_t lock;

@@ -54,7 +54,8 @@ struct vdisk_image {
 	/*
 	 * Set by the format's open: writes go through the page cache even in
 	 * cache=none (qcow2 granules under a page, see qcow2.c), so the
-	 * request path queues them as it does in write-back mode.
+	 * request path queues them as it does in write-back mode.  (Also set
+	 * for a file without direct I/O, where cache=none is refused anyway.)
 	 */
 	bool buffered_writes;
 };
