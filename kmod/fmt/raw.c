@@ -87,7 +87,7 @@ static void vdisk_raw_write_checked(struct vdisk_device *vd,
 				    struct request *rq)
 {
 	struct vdisk_image *img = &vd->image;
-	size_t len = blk_rq_bytes(rq), done = 0;
+	size_t len = blk_rq_bytes(rq);
 	unsigned int nr = DIV_ROUND_UP(len, PAGE_SIZE), i;
 	const struct vdisk_format_ops *ops;
 	struct req_iterator it;
@@ -107,20 +107,9 @@ static void vdisk_raw_write_checked(struct vdisk_device *vd,
 		bvec_set_page(&copy[i], page,
 			      min_t(size_t, PAGE_SIZE, len - i * PAGE_SIZE), 0);
 	}
-	rq_for_each_segment(bv, rq, it) {
-		size_t from = 0;
-
-		while (from < bv.bv_len) {
-			size_t at = done % PAGE_SIZE;
-			size_t n = min_t(size_t, bv.bv_len - from,
-					 PAGE_SIZE - at);
-
-			memcpy_page(copy[done / PAGE_SIZE].bv_page, at,
-				    bv.bv_page, bv.bv_offset + from, n);
-			from += n;
-			done += n;
-		}
-	}
+	iov_iter_bvec(&iter, ITER_DEST, copy, nr, len);
+	rq_for_each_segment(bv, rq, it)
+		copy_page_to_iter(bv.bv_page, bv.bv_offset, bv.bv_len, &iter);
 
 	head = kmap_local_page(copy[0].bv_page);
 	ops = vdisk_format_match(head, min_t(size_t, len, VDISK_MAGIC_MAX));
